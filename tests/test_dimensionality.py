@@ -1,0 +1,76 @@
+"""Participation ratio and principal components for a variance share, on known spectra."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from selectivity.analysis.dimensionality import (
+    covariance_eigenvalues,
+    participation_ratio,
+    principal_components_for_variance,
+)
+from selectivity.errors import SelectivityError
+
+
+def data_with_covariance_eigenvalues(eigenvalues, sample_count=200, seed=0) -> np.ndarray:
+    """[N, d] activations whose sample covariance has exactly these eigenvalues."""
+    rng = np.random.default_rng(seed)
+    dimension = len(eigenvalues)
+    random = rng.standard_normal((sample_count, dimension))
+    # orthonormal, zero-mean columns: a basis of the centred random columns
+    basis, _ = np.linalg.qr(random - random.mean(axis=0))  # [N, d]
+    rotation, _ = np.linalg.qr(rng.standard_normal((dimension, dimension)))  # mixes the units
+    return (basis * np.sqrt(np.asarray(eigenvalues) * (sample_count - 1))) @ rotation + 5.0
+
+
+def test_hand_worked_spectrum():
+    x = data_with_covariance_eigenvalues([4.0, 2.0, 1.0, 1.0])
+    np.testing.assert_allclose(covariance_eigenvalues(x), [4.0, 2.0, 1.0, 1.0], atol=1e-10)
+    assert participation_ratio(x) == pytest.approx(8.0**2 / (16 + 4 + 1 + 1))  # 64 / 22
+    assert principal_components_for_variance(x, 0.5) == 1  # 4/8 exactly
+    assert principal_components_for_variance(x, 0.75) == 2  # 6/8 exactly
+    assert principal_components_for_variance(x, 0.76) == 3
+    assert principal_components_for_variance(x, 1.0) == 4
+
+
+def test_dead_units_do_not_change_dimensionality():
+    x = data_with_covariance_eigenvalues([3.0, 1.0, 0.5])
+    with_dead = np.hstack([x, np.zeros((200, 5)), np.full((200, 2), 0.3)])
+    assert participation_ratio(with_dead) == pytest.approx(participation_ratio(x))
+    assert principal_components_for_variance(with_dead, 0.95) == principal_components_for_variance(x, 0.95)
+
+
+def test_isotropic_gaussian_uses_every_dimension():
+    dimension = 20
+    x = np.random.default_rng(1).standard_normal((20000, dimension))
+    # sample eigenvalues spread by ~ 2 sqrt(d / N) = 6%: PR ~ d / (1 + d / N)
+    assert participation_ratio(x) == pytest.approx(dimension, abs=0.5)
+    assert abs(principal_components_for_variance(x, 0.95) - math.ceil(0.95 * dimension)) <= 1
+
+
+def test_rank_k_data_needs_at_most_k_components():
+    rng = np.random.default_rng(2)
+    rank = 4
+    x = rng.standard_normal((500, rank)) @ rng.standard_normal((rank, 12))  # [N, 12], rank 4
+    assert principal_components_for_variance(x, 0.95) <= rank
+    assert principal_components_for_variance(x, 1.0) == rank
+    assert 1.0 <= participation_ratio(x) <= rank + 1e-9
+
+
+def test_single_direction_has_participation_ratio_one():
+    x = np.outer(np.random.default_rng(3).standard_normal(100), [1.0, -2.0, 0.5])
+    assert participation_ratio(x) == pytest.approx(1.0)
+    assert principal_components_for_variance(x, 0.999) == 1
+
+
+def test_torch_input_and_bad_inputs():
+    x = data_with_covariance_eigenvalues([4.0, 2.0, 1.0, 1.0])
+    assert participation_ratio(torch.from_numpy(x).float()) == pytest.approx(64 / 22, rel=1e-5)
+    with pytest.raises(SelectivityError, match="zero variance"):
+        participation_ratio(np.ones((10, 3)))
+    with pytest.raises(SelectivityError, match="fraction"):
+        principal_components_for_variance(x, 1.5)
+    with pytest.raises(SelectivityError, match="at least 2 samples"):
+        participation_ratio(x[:1])
