@@ -66,6 +66,24 @@ def test_matches_textbook_eigenvalue_formulation():
     np.testing.assert_allclose(canonical_correlations(x, y), expected, atol=1e-8)
 
 
+def test_pwcca_weights_match_a_slow_definition_loop():
+    x, y = graded_pair(np.random.default_rng(13))
+    x_centred, y_centred = x - x.mean(axis=0), y - y.mean(axis=0)
+    cov_xx, cov_yy, cov_xy = x_centred.T @ x_centred, y_centred.T @ y_centred, x_centred.T @ y_centred
+    matrix = np.linalg.solve(cov_xx, cov_xy) @ np.linalg.solve(cov_yy, cov_xy.T)  # [5, 5]
+    eigenvalues, directions = np.linalg.eig(matrix)
+    order = np.argsort(eigenvalues.real)[::-1][:4]
+    expected = []
+    for direction in directions[:, order].real.T:  # canonical weight vector a_i of x
+        variate = x_centred @ direction
+        variate /= np.linalg.norm(variate)  # h_i, unit norm
+        expected.append(sum(abs(variate @ x_centred[:, unit]) for unit in range(5)))
+    expected = np.array(expected) / sum(expected)
+    correlations, weights = pwcca_weights(x, y)
+    np.testing.assert_allclose(weights, expected, atol=1e-8)
+    assert pwcca_similarity(x, y) == pytest.approx(float(np.sum(expected * correlations)), abs=1e-8)
+
+
 def test_invariant_to_rotation_and_scaling_of_either_side():
     rng = np.random.default_rng(2)
     x, y = graded_pair(rng)

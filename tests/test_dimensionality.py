@@ -33,6 +33,9 @@ def test_hand_worked_spectrum():
     assert principal_components_for_variance(x, 0.75) == 2  # 6/8 exactly
     assert principal_components_for_variance(x, 0.76) == 3
     assert principal_components_for_variance(x, 1.0) == 4
+    # 0.7 + 0.2 rounds to 0.8999999999999999 in float64: a share reached up to rounding counts
+    tenths = data_with_covariance_eigenvalues([0.7, 0.2, 0.1], seed=1)
+    assert principal_components_for_variance(tenths, 0.9) == 2
 
 
 def test_dead_units_do_not_change_dimensionality():
