@@ -1,0 +1,135 @@
+"""write_report: a sweep's tidy table -> figures (PNG + SVG), CSV tables, index.html, report.md.
+
+Reads the table only; never trains or runs a model. Figures whose rows are absent (no unit
+rows, no CCA rows) are skipped with a note on the page instead of failing.
+"""
+from pathlib import Path
+
+import pandas as pd
+
+from selectivity.atomic import write_text
+from selectivity.errors import SelectivityError
+from selectivity.report import figures_alpha, figures_units
+from selectivity.report.headline import headline_table
+from selectivity.report.page import (FigureEntry, PageContent, headline_rows, render_html,
+                                     render_markdown, summary_rows)
+from selectivity.report.style import seeds_phrase
+from selectivity.report.tables import (CCA_METRICS, condition_summary, layer_summary, load_results,
+                                       prepare_table, run_network_table, unit_selectivity)
+
+CI_NOTE = "Error bars and ± are 95% confidence intervals of the mean across seeds (Student t, n-1 dof)."
+
+
+def _cca_note(table: pd.DataFrame, notes: dict) -> str | None:
+    """How the CCA inputs were subsampled: notes['pwcca_subsample'] or the metric rows."""
+    if notes.get("pwcca_subsample"):
+        return f"Subsampling: {notes['pwcca_subsample']}"
+    values = table.loc[table["metric"] == "pwcca_subsample", "value"].dropna().unique()
+    if len(values):
+        return "Subsampling: CCA inputs subsampled to " + ", ".join(f"{v:g}" for v in sorted(values))
+    return None
+
+
+def _unit_figures(table, subtitle, out_dir) -> list[FigureEntry]:
+    units = unit_selectivity(table)
+    layers = layer_summary(table)
+    missing_units = "the table has no per-unit `si` rows (unit >= 0)."
+    entries = [
+        FigureEntry("1a. Per-unit SI distribution, pooled", "Every unit's test-set SI, pooled over layers and "
+                    "seeds, one box per alpha (quartiles, min-max whiskers, white dot = mean).",
+                    *figures_units.si_distribution_pooled(units, subtitle, out_dir))
+        if len(units) else FigureEntry("1a. Per-unit SI distribution, pooled", "", skipped=missing_units),
+        FigureEntry("1b. Per-unit SI distribution, per layer", "Cumulative distribution of unit SI in each "
+                    "layer (pooled over seeds), one curve per alpha; dashed = alpha schedule.",
+                    *figures_units.si_distribution_by_layer(units, subtitle, out_dir))
+        if len(units) else FigureEntry("1b. Per-unit SI distribution, per layer", "", skipped=missing_units)]
+    if len(layers) and "mean_si_mean" in layers:
+        paths = figures_units.si_by_depth(layers, subtitle, out_dir)
+        entries.append(FigureEntry("3. Layer mean SI vs depth", "Each layer's mean unit SI (mean over seeds; "
+                                   "CIs in summary_by_layer.csv), one line per alpha.", *paths))
+    else:
+        entries.append(FigureEntry("3. Layer mean SI vs depth", "", skipped="no per-layer mean_si rows."))
+    return entries
+
+
+def _network_figures(runs, conditions, subtitle, out_dir) -> list[FigureEntry]:
+    entries = [FigureEntry(
+        "2. Mean SI and test accuracy vs alpha", "Test-set mean SI (mean over units, then layers) and test "
+        "accuracy against alpha, and accuracy against mean SI. " + CI_NOTE,
+        *figures_alpha.si_and_accuracy_vs_alpha(runs, conditions, subtitle, out_dir))]
+    if runs["dead_fraction"].notna().any():
+        entries.append(FigureEntry("4. Dead-unit fraction vs alpha", "Share of units that never fire on the "
+                                   "test set (their SI is 0 by definition). " + CI_NOTE,
+                                   *figures_alpha.dead_fraction_vs_alpha(runs, conditions, subtitle, out_dir)))
+    else:
+        entries.append(FigureEntry("4. Dead-unit fraction vs alpha", "", skipped="no network dead_fraction rows."))
+    return entries
+
+
+def _cca_figure(table, notes, subtitle, out_dir) -> tuple[FigureEntry, pd.DataFrame]:
+    heading = "5. Off-axis control: CCA distance ratio vs alpha"
+    metric = next((m for m in CCA_METRICS if (table["metric"] == m).any()), None)
+    if metric is None:
+        return FigureEntry(heading, "", skipped="the table has no pwcca_ratio or svcca_ratio rows "
+                           "(the CCA analysis was not run for this sweep)."), pd.DataFrame()
+    cca = layer_summary(table, (metric,))
+    paths = figures_alpha.cca_ratio_vs_alpha(cca, metric, subtitle, _cca_note(table, notes), out_dir)
+    caption = (f"Per layer, {metric.split('_')[0].upper()} distance between a regularized network and an "
+               "alpha=0 network, divided by the distance between two alpha=0 seeds. A ratio near 1 means "
+               "the regularized representation is no more different than a retrained baseline, i.e. "
+               "selectivity was rotated off the unit axes rather than removed. " + CI_NOTE)
+    return FigureEntry(heading, caption, *paths), cca
+
+
+def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
+                 notes: dict | None = None) -> Path:
+    """Write the sweep report (figures, CSV tables, index.html, report.md) into out_dir.
+
+    Args:
+        table: the sweep's tidy results table (see docs/report.md).
+        out_dir: output folder, created if needed; existing report files are overwritten.
+        title: page title; default "<model> on <dataset>: class selectivity sweep".
+        notes: optional extra facts; key "pwcca_subsample" describes CCA subsampling.
+    Returns:
+        The path of index.html.
+    """
+    table, notes, out_dir = prepare_table(table), notes or {}, Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, dataset = table["model"].iloc[0], table["dataset"].iloc[0]
+    runs = run_network_table(table)
+    conditions = condition_summary(runs)
+    headline = headline_table(conditions)
+    subtitle = f"{model} on {dataset}, {seeds_phrase(conditions['n_seeds'])}"
+    figures = _network_figures(runs, conditions, subtitle, out_dir) + _unit_figures(table, subtitle, out_dir)
+    cca_entry, cca = _cca_figure(table, notes, subtitle, out_dir)
+    figures = sorted(figures + [cca_entry], key=lambda entry: entry.heading)
+    csv_tables = {"runs.csv": runs, "summary_by_alpha.csv": conditions, "headline.csv": headline,
+                  "summary_by_layer.csv": layer_summary(table), "cca_by_layer.csv": cca}
+    for name, frame in csv_tables.items():
+        if len(frame):
+            write_text(out_dir / name, frame.to_csv(index=False))
+    page_notes = [] if (conditions["alpha"] == 0).any() else ["No alpha=0 runs: headline numbers need the baseline."]
+    if conditions["n_seeds"].max() < 2:
+        page_notes.append("One seed per alpha: points are shown without confidence intervals.")
+    content = PageContent(
+        title=title or f"{model} on {dataset}: class selectivity sweep",
+        facts=[f"model: {model}; dataset: {dataset}", f"{len(runs)} runs, {len(conditions)} alpha conditions, "
+               f"{seeds_phrase(conditions['n_seeds'])}", CI_NOTE,
+               "Tables: " + ", ".join(name for name, frame in csv_tables.items() if len(frame))],
+        headline=headline_rows(headline), summary=summary_rows(conditions), figures=figures, notes=page_notes)
+    write_text(out_dir / "report.md", render_markdown(content))
+    write_text(out_dir / "index.html", render_html(content))
+    return out_dir / "index.html"
+
+
+def report_sweep(sweep_dir: Path, out_dir: Path | None = None) -> Path:
+    """`selectivity report SWEEP`: read SWEEP's results table, write SWEEP/report/ (or out_dir).
+
+    Returns:
+        The path of index.html.
+    """
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.exists():
+        raise SelectivityError(f"sweep {sweep_dir} does not exist: expected a sweep folder or results file")
+    base = sweep_dir if sweep_dir.is_dir() else sweep_dir.parent
+    return write_report(load_results(sweep_dir), Path(out_dir) if out_dir else base / "report")

@@ -1,0 +1,132 @@
+"""Figures against alpha: SI and accuracy (figure 2), dead units (4), off-axis CCA control (5).
+
+Each condition is a mean over seeds with a 95% t-CI error bar (none with one seed); faint
+dots are the individual seeds. Constant alphas are joined by a grey line; schedules are
+drawn as diamonds at their final alpha and not joined.
+"""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from selectivity.report.style import (ACCURACY_AXIS_LABEL, RC, SCHEDULE_MARKER, SI_AXIS_LABEL,
+                                      alpha_colours, layer_colours, plt, save_figure,
+                                      use_alpha_axis)
+
+
+def _error(half_width: float, scale: float):
+    """matplotlib yerr/xerr for one point: None (no bar) when the CI is undefined."""
+    return None if np.isnan(half_width) else half_width * scale
+
+
+def _annotate_counts(ax, xs, ys, counts) -> None:
+    """Write n beside each point, only when seed counts differ (else the title says n)."""
+    if len(set(counts)) > 1:
+        for x, y, count in zip(xs, ys, counts):
+            ax.annotate(f"n={count}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
+
+
+def _plot_metric_vs_alpha(ax, runs, conditions, metric: str, scale: float) -> None:
+    """Seeds as dots, mean +- CI per condition, grey line through the constant alphas."""
+    colours = alpha_colours(conditions["alpha"])
+    ax.scatter(runs["alpha"], runs[metric] * scale, s=7, alpha=0.35, linewidths=0,
+               color=[colours[alpha] for alpha in runs["alpha"]], zorder=2)
+    constant = conditions[conditions["constant"]]
+    ax.plot(constant["alpha"], constant[f"{metric}_mean"] * scale, color="0.55", linewidth=1, zorder=1)
+    for row in conditions.itertuples(index=False):
+        ax.errorbar(row.alpha, getattr(row, f"{metric}_mean") * scale,
+                    yerr=_error(getattr(row, f"{metric}_ci95"), scale), color=colours[row.alpha],
+                    marker="o" if row.constant else SCHEDULE_MARKER, markersize=4, capsize=2, zorder=3)
+    _annotate_counts(ax, conditions["alpha"], conditions[f"{metric}_mean"] * scale, conditions["n_seeds"])
+    use_alpha_axis(ax)
+
+
+def _plot_accuracy_vs_si(ax, runs, conditions) -> None:
+    """Accuracy against mean SI; each condition's error bars are its CIs on both axes."""
+    colours = alpha_colours(conditions["alpha"])
+    ax.scatter(runs["mean_si"], runs["test_accuracy"] * 100, s=7, alpha=0.35, linewidths=0,
+               color=[colours[alpha] for alpha in runs["alpha"]], zorder=2)
+    constant = conditions[conditions["constant"]]
+    ax.plot(constant["mean_si_mean"], constant["test_accuracy_mean"] * 100, color="0.55",
+            linewidth=1, zorder=1)
+    for row in conditions.itertuples(index=False):
+        ax.errorbar(row.mean_si_mean, row.test_accuracy_mean * 100,
+                    xerr=_error(row.mean_si_ci95, 1), yerr=_error(row.test_accuracy_ci95, 100),
+                    color=colours[row.alpha], marker="o" if row.constant else SCHEDULE_MARKER,
+                    markersize=4, capsize=2, zorder=3, label=f"alpha={row.alpha_label}")
+    ax.set_xlabel(SI_AXIS_LABEL)
+    ax.set_ylabel(ACCURACY_AXIS_LABEL)
+
+
+def si_and_accuracy_vs_alpha(runs: pd.DataFrame, conditions: pd.DataFrame, subtitle: str,
+                             out_dir: Path) -> list[Path]:
+    """Figure 2: mean SI vs alpha, test accuracy vs alpha, test accuracy vs mean SI.
+
+    Args:
+        runs: `tables.run_network_table` output (one row per run).
+        conditions: `tables.condition_summary` output.
+        subtitle: "model on dataset, n = ..." for the title.
+        out_dir: folder for the PNG and SVG.
+    Returns:
+        The written paths.
+    """
+    with plt.rc_context(RC):
+        figure, (si_ax, accuracy_ax, tradeoff_ax) = plt.subplots(1, 3, figsize=(14, 4))
+        _plot_metric_vs_alpha(si_ax, runs, conditions, "mean_si", 1)
+        si_ax.set_ylabel(SI_AXIS_LABEL)
+        si_ax.set_title("Test-set mean SI vs alpha")
+        _plot_metric_vs_alpha(accuracy_ax, runs, conditions, "test_accuracy", 100)
+        accuracy_ax.set_ylabel(ACCURACY_AXIS_LABEL)
+        accuracy_ax.set_title("Test accuracy vs alpha")
+        _plot_accuracy_vs_si(tradeoff_ax, runs, conditions)
+        tradeoff_ax.set_title("Test accuracy vs mean SI")
+        tradeoff_ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5),
+                           ncol=1 if len(conditions) <= 14 else 2, title="alpha")
+        figure.suptitle(f"Selectivity and accuracy across alpha: mean with 95% CI (t) across seeds, "
+                        f"dots = seeds\n{subtitle}")
+        figure.tight_layout()
+        return save_figure(figure, out_dir, "fig2_si_accuracy_vs_alpha")
+
+
+def dead_fraction_vs_alpha(runs: pd.DataFrame, conditions: pd.DataFrame, subtitle: str,
+                           out_dir: Path) -> list[Path]:
+    """Figure 4: fraction of dead units (never active on the test set) vs alpha."""
+    with plt.rc_context(RC):
+        figure, ax = plt.subplots(figsize=(6, 3.6))
+        _plot_metric_vs_alpha(ax, runs, conditions, "dead_fraction", 100)
+        ax.set_ylabel("dead units (% of units)")
+        ax.set_title(f"Dead-unit fraction vs alpha: mean with 95% CI across seeds\n{subtitle}")
+        return save_figure(figure, out_dir, "fig4_dead_fraction_vs_alpha")
+
+
+def cca_ratio_vs_alpha(cca: pd.DataFrame, metric: str, subtitle: str, note: str | None,
+                       out_dir: Path) -> list[Path]:
+    """Figure 5: off-axis control, per-layer CCA distance ratio vs alpha (one line per layer).
+
+    Args:
+        cca: `tables.layer_summary(table, (metric,))` output.
+        metric: "pwcca_ratio" or "svcca_ratio".
+        note: e.g. how the activations were subsampled; shown under the title when given.
+    """
+    colours = layer_colours(cca["layer_index"])
+    method = metric.split("_")[0].upper()
+    with plt.rc_context(RC):
+        figure, ax = plt.subplots(figsize=(7, 4))
+        for (layer_index, layer), rows in cca.groupby(["layer_index", "layer"], sort=True):
+            rows = rows.sort_values("alpha")
+            ax.plot(rows["alpha"], rows[f"{metric}_mean"], marker="o", markersize=3,
+                    color=colours[layer_index], label=f"{layer_index}: {layer}")
+            for row in rows.itertuples(index=False):
+                error = _error(getattr(row, f"{metric}_ci95"), 1)
+                if error is not None:
+                    ax.errorbar(row.alpha, getattr(row, f"{metric}_mean"), yerr=error,
+                                color=colours[layer_index], capsize=2, linewidth=0.8)
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=1,
+                   label="1 = as different as two alpha=0 seeds")
+        use_alpha_axis(ax)
+        ax.set_ylabel(f"{method} distance ratio\n(reg. vs alpha=0) / (alpha=0 vs alpha=0)")
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="layer",
+                  ncol=1 if cca["layer"].nunique() <= 14 else 2)
+        title = f"Off-axis control: is selectivity only rotated away from the units? ({method})\n{subtitle}"
+        ax.set_title(title + (f"\n{note}" if note else ""))
+        return save_figure(figure, out_dir, "fig5_cca_ratio_vs_alpha")
