@@ -30,7 +30,8 @@ def decode(root: Path | None = None) -> DatasetSplits:
     train_index, test_index = np.sort(train_index), np.sort(test_index)  # keep the bundled order
 
     def split(index: np.ndarray) -> LabelledImages:
-        return LabelledImages(torch.from_numpy(np.ascontiguousarray(images[index])), torch.from_numpy(labels[index]))
+        return LabelledImages(torch.from_numpy(np.ascontiguousarray(images[index])),
+                              torch.from_numpy(labels[index]))
 
     train = split(train_index)
     mean, std = channel_mean_std(train.images)

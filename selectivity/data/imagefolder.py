@@ -37,7 +37,8 @@ def list_split(split: Path, class_names: list[str]) -> tuple[list[Path], list[in
     """Image files of one split (sorted within each class) and their class indices."""
     files, labels = [], []
     for label, class_name in enumerate(class_names):
-        class_files = sorted(path for path in (split / class_name).iterdir() if path.is_file() and is_image_file(path))
+        class_files = sorted(path for path in (split / class_name).iterdir()
+                             if path.is_file() and is_image_file(path))
         files += class_files
         labels += [label] * len(class_files)
     if not files:
