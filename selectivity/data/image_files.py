@@ -2,8 +2,9 @@
 
 PIL releases the GIL inside its C decoders, so threads can overlap the decoding of a
 100k-file dataset without the start-up and copy costs of processes. The gain is unmeasured:
-the shared 2-core build machine was too loaded to time it (4,000 64x64 JPEGs took ~0.14 ms of
-CPU each, 1 or 2 threads alike: ~15 s for Tiny ImageNet). Decoding happens once per dataset; the cache does the rest.
+the shared 2-core build machine was too loaded to time it (4,000 64x64 JPEGs took ~0.14 ms
+of CPU each, 1 or 2 threads alike: ~15 s of CPU for Tiny ImageNet). Decoding happens once per
+dataset; the cache does the rest.
 """
 import os
 import sys
