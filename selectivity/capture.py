@@ -1,0 +1,128 @@
+"""Unit activations of any nn.Module, by layer name, via forward hooks.
+
+A unit is a fully-connected neuron or a convolutional feature map; a map's response to one
+input is its spatial mean, so every captured layer is [B, U]. A module object that runs
+several times in one forward pass (torchvision ResNets reuse `self.relu`) yields one layer
+per call site, named `module#1`, `module#2`, ..., never a silent overwrite.
+"""
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+from selectivity.errors import SelectivityError
+
+PRESETS = ("relu", "blocks")
+
+
+def reduce_to_units(output: torch.Tensor) -> torch.Tensor:
+    """[B, C, *spatial] -> [B, C] by spatial mean; [B, U] is returned as-is."""
+    return output.flatten(2).mean(2) if output.dim() > 2 else output
+
+
+def resolve_layers(model: nn.Module, layers: str | list[str] | tuple[str, ...] = "relu") -> list[str]:
+    """Module names to hook for a preset or an explicit list of names.
+
+    Presets: "relu" = every nn.ReLU module (post-ReLU activations of the hidden layers);
+    "blocks" = the model's `block_output_layers` (our models declare them; torchvision
+    ResNets' `layerX.Y` blocks are used when the model declares none). An explicit name may
+    carry a call-site suffix (`layer1.0.relu#2`) to keep one call of a reused module.
+    """
+    modules = dict(model.named_modules())
+    if layers == "relu":
+        names = [n for n, m in modules.items() if isinstance(m, nn.ReLU)]
+    elif layers == "blocks":
+        names = list(getattr(model, "block_output_layers", ()))
+        if not names:
+            names = [n for n in modules if n.count(".") == 1 and n.startswith("layer") and n.split(".")[1].isdigit()]
+        if not names:
+            raise SelectivityError(
+                f"{type(model).__name__} declares no block_output_layers; expected a model from "
+                "selectivity.models or a torchvision ResNet, or pass an explicit list of layer names"
+            )
+    elif isinstance(layers, str):
+        raise SelectivityError(f"unknown layer preset {layers!r}; expected one of {PRESETS} or a list of module names")
+    else:
+        names = list(layers)
+        unknown = [n for n in names if n.split("#")[0] not in modules or n.split("#")[0] == ""]
+        if unknown:
+            valid = ", ".join(n for n in modules if n)
+            raise SelectivityError(f"unknown layer name(s) {unknown}; valid module names are: {valid}")
+    if not names:
+        raise SelectivityError(f"{type(model).__name__} has no layers for preset {layers!r}; expected at least one")
+    return names
+
+
+class UnitCapture:
+    """Context manager that records [B, U] unit activations of the selected layers.
+
+    After each forward pass of `model`, `activations` maps layer name -> [B, U] tensor, in
+    call order. Hooks are removed on exit, also when the body raises.
+
+    Args:
+        model: any nn.Module.
+        layers: "relu" (default), "blocks", or a list of module names (optionally `name#k`).
+        detach: detach the activations (measurement); keep the graph for the regularizer.
+    """
+
+    def __init__(self, model: nn.Module, layers: str | list[str] | tuple[str, ...] = "relu", detach: bool = True):
+        self.model = model
+        self.detach = detach
+        requested = resolve_layers(model, layers)
+        self._call_filter: dict[str, set[int] | None] = defaultdict(set)
+        for name in requested:
+            module_name, _, call = name.partition("#")
+            if call and self._call_filter[module_name] is not None:
+                self._call_filter[module_name].add(int(call))
+            else:
+                self._call_filter[module_name] = None  # every call site
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._pending: list[tuple[str, torch.Tensor]] = []
+        self.activations: dict[str, torch.Tensor] = {}
+
+    def __enter__(self) -> "UnitCapture":
+        modules = dict(self.model.named_modules())
+        try:
+            self._handles.append(self.model.register_forward_pre_hook(self._start_pass))
+            for name in self._call_filter:
+                self._handles.append(modules[name].register_forward_hook(self._recorder(name)))
+            self._handles.append(self.model.register_forward_hook(self._finish_pass))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._pending.clear()
+
+    def _start_pass(self, module, inputs) -> None:
+        self._pending = []
+
+    def _recorder(self, name: str):
+        def record(module, inputs, output):
+            units = reduce_to_units(output.detach() if self.detach else output)
+            self._pending.append((name, units))
+
+        return record
+
+    def _finish_pass(self, module, inputs, output) -> None:
+        calls_per_module = defaultdict(int)
+        for name, _ in self._pending:
+            calls_per_module[name] += 1
+        seen = defaultdict(int)
+        activations = {}
+        for name, units in self._pending:
+            seen[name] += 1
+            wanted = self._call_filter[name]
+            if wanted is not None and seen[name] not in wanted:
+                continue
+            layer = name if calls_per_module[name] == 1 and wanted is None else f"{name}#{seen[name]}"
+            activations[layer] = units
+        self.activations = activations
+        self._pending = []

@@ -1,0 +1,40 @@
+"""The class selectivity index of Leavitt & Morcos (ICLR 2021), PAPER.md section 1."""
+import torch
+
+EPS = 1e-7
+
+
+def selectivity_index(means: torch.Tensor, counts: torch.Tensor | None = None, eps: float = EPS) -> torch.Tensor:
+    """SI_u = (mu_max - mu_rest) / (mu_max + mu_rest + eps) for every unit u.
+
+    mu_max is the unit's largest class-conditional mean; mu_rest is the mean of the other
+    classes' means. Classes with count 0 are left out of both (in a mini-batch, only the
+    classes present count). A dead unit (all means 0) gets 0 through eps.
+
+    Args:
+        means: [K, U] class-conditional mean activations (non-negative, e.g. post-ReLU).
+        counts: [K] inputs per class, or None when every class is present.
+        eps: keeps dead units finite.
+
+    Returns:
+        [U] SI in [0, 1]; NaN for every unit when fewer than 2 classes are present, since
+        SI is then undefined. Differentiable; no host syncs.
+    """
+    num_classes = means.shape[0]
+    present = (
+        torch.ones(num_classes, dtype=torch.bool, device=means.device) if counts is None else counts > 0
+    )  # [K]
+    present_column = present.unsqueeze(1)  # [K, 1]
+    mu_max = means.masked_fill(~present_column, float("-inf")).amax(0)  # [U]
+    total = (means * present_column).sum(0)  # [U]
+    num_present = present.sum()
+    mu_rest = (total - mu_max) / (num_present - 1).clamp_min(1)  # [U]
+    si = (mu_max - mu_rest) / (mu_max + mu_rest + eps)
+    return torch.where(num_present >= 2, si, torch.full_like(si, float("nan")))
+
+
+def preferred_class(means: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+    """[U] index of the present class with the largest mean (the class a unit 'detects')."""
+    if counts is not None:
+        means = means.masked_fill(~(counts > 0).unsqueeze(1), float("-inf"))
+    return means.argmax(0)

@@ -1,0 +1,84 @@
+"""Per-unit tables and their summaries: mean over units in a layer, then over layers."""
+import pandas as pd
+import torch
+
+from selectivity.metrics.class_means import class_conditional_means
+from selectivity.metrics.selectivity_index import EPS, selectivity_index
+from selectivity.metrics.streaming import UnitStatistics
+from selectivity.metrics.unit_metrics import preferred_versus_rest_d_prime
+
+
+def unit_table(stats: UnitStatistics) -> pd.DataFrame:
+    """One row per unit: layer, unit, si, preferred_class, mu_max, mu_rest, d_prime, dead.
+
+    mu_rest is the mean of the other present classes' means (PAPER.md section 1).
+    """
+    si = stats.selectivity()  # [U]
+    present = stats.counts > 0  # [K]
+    means = stats.means.masked_fill(~present.unsqueeze(1), float("-inf"))
+    mu_max = means.amax(0)
+    num_present = int(present.sum())
+    mu_rest = ((stats.means * present.unsqueeze(1)).sum(0) - mu_max) / max(num_present - 1, 1)
+    layer_column = [name for name, size in zip(stats.layer_names, stats.layer_sizes) for _ in range(size)]
+    unit_column = [unit for size in stats.layer_sizes for unit in range(size)]
+    return pd.DataFrame(
+        {
+            "layer": layer_column,
+            "unit": unit_column,
+            "si": si.cpu().numpy(),
+            "preferred_class": stats.preferred_class().cpu().numpy(),
+            "mu_max": mu_max.cpu().numpy(),
+            "mu_rest": mu_rest.cpu().numpy(),
+            "d_prime": preferred_versus_rest_d_prime(stats).cpu().numpy(),
+            "dead": stats.dead.cpu().numpy(),
+        }
+    )
+
+
+def layer_summary(units: pd.DataFrame) -> pd.DataFrame:
+    """Per layer (in the table's order): num_units, mean_si, dead_units, dead_fraction."""
+    grouped = units.groupby("layer", sort=False)
+    summary = pd.DataFrame(
+        {
+            "num_units": grouped.size(),
+            "mean_si": grouped["si"].mean(),
+            "dead_units": grouped["dead"].sum().astype(int),
+        }
+    )
+    summary["dead_fraction"] = summary["dead_units"] / summary["num_units"]
+    return summary.reset_index()
+
+
+def network_mean_si(units: pd.DataFrame) -> float:
+    """mu_SI = 1/L sum_l 1/U_l sum_u SI_u: wide layers do not dominate."""
+    return float(layer_summary(units)["mean_si"].mean())
+
+
+def batch_network_selectivity(
+    activations: list[torch.Tensor], labels: torch.Tensor, num_classes: int, eps: float = EPS
+) -> torch.Tensor:
+    """Differentiable mu_SI of one mini-batch over several layers, with no host syncs.
+
+    All layers' class means come from one matrix product over the concatenated units;
+    per-layer means use a scatter-add, not a Python loop over layers or classes.
+
+    Args:
+        activations: L tensors [B, U_l] (post-ReLU unit activations of one batch).
+        labels: [B] classes, already known to lie in [0, num_classes).
+        num_classes: K.
+
+    Returns:
+        Scalar mean over layers of the mean SI over units; 0 (no term) when the batch
+        holds fewer than 2 classes.
+    """
+    sizes = [a.shape[1] for a in activations]
+    units = torch.cat(activations, 1)  # [B, U]
+    units = units.to(torch.promote_types(units.dtype, torch.float32))  # class means in fp32 or better, even under autocast
+    means, counts = class_conditional_means(units, labels, num_classes, validate=False)  # [K, U], [K]
+    si = selectivity_index(means, counts, eps).nan_to_num(0.0)  # [U]
+    layer_of_unit = torch.repeat_interleave(
+        torch.arange(len(sizes), device=si.device), torch.tensor(sizes, device=si.device)
+    )  # [U]
+    per_layer = torch.zeros(len(sizes), device=si.device, dtype=si.dtype).index_add_(0, layer_of_unit, si)
+    per_layer = per_layer / torch.tensor(sizes, device=si.device, dtype=si.dtype)  # [L]
+    return torch.where((counts > 0).sum() >= 2, per_layer.mean(), torch.zeros_like(per_layer[0]))

@@ -1,0 +1,90 @@
+"""The selectivity regularizer: loss = cross_entropy - alpha * mu_SI(mini-batch), PAPER.md section 2."""
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from selectivity.capture import UnitCapture
+from selectivity.errors import SelectivityError
+from selectivity.metrics import batch_network_selectivity
+from selectivity.metrics.selectivity_index import EPS
+
+
+class SelectivityRegularizer:
+    """Gives -alpha * mu_SI on each mini-batch of a model it is attached to.
+
+    Usage:
+        regularizer = SelectivityRegularizer(alpha=-1.0, num_classes=10)
+        with regularizer.attach(model):
+            logits = model(images)
+            loss = cross_entropy(logits, labels) + regularizer.penalty(labels)
+
+    alpha < 0 pushes selectivity down, alpha > 0 up. With alpha == 0 (a Python number) no
+    activation keeps a graph and the penalty is an exact 0, so training is plain training.
+    `alpha` may also be a 0-dim tensor, so a compiled or graph-captured step can change it
+    without recompiling.
+
+    Args:
+        alpha: the knob (number or 0-dim tensor).
+        num_classes: K.
+        layers: unit layers, as for UnitCapture ("relu", "blocks" or module names).
+        eps: the SI denominator's epsilon.
+        track_selectivity: also measure mu_SI (detached) when alpha == 0, for logging.
+    """
+
+    def __init__(
+        self,
+        alpha: float | torch.Tensor,
+        num_classes: int,
+        layers: str | list[str] = "relu",
+        eps: float = EPS,
+        track_selectivity: bool = True,
+    ):
+        self.alpha = alpha
+        self.num_classes = num_classes
+        self.layers = layers
+        self.eps = eps
+        self.track_selectivity = track_selectivity
+        self.last_mean_si: torch.Tensor | None = None  # detached mu_SI of the last batch
+        self._capture: UnitCapture | None = None
+        self._checked = False
+
+    @property
+    def active(self) -> bool:
+        """False only for a Python-number alpha of exactly 0: then nothing is added."""
+        return isinstance(self.alpha, torch.Tensor) or self.alpha != 0
+
+    def attach(self, model: nn.Module):
+        """Context manager that captures the unit activations the penalty needs."""
+        if not self.active and not self.track_selectivity:
+            self._capture = None
+            return nullcontext()
+        self._capture = UnitCapture(model, self.layers, detach=not self.active)
+        return self._capture
+
+    def penalty(self, labels: torch.Tensor) -> torch.Tensor:
+        """-alpha * mu_SI for the batch just run (a scalar tensor; exact 0 when inactive)."""
+        if self._capture is None:
+            self.last_mean_si = None
+            return torch.zeros((), device=labels.device)
+        activations = list(self._capture.activations.values())
+        if not activations:
+            raise SelectivityError("the regularizer saw no unit activations; call penalty() after a forward pass inside attach()")
+        if not self._checked:
+            self._check_once(activations)
+        mean_si = batch_network_selectivity(activations, labels, self.num_classes, self.eps)
+        self.last_mean_si = mean_si.detach()
+        if not self.active:
+            return torch.zeros((), device=labels.device)
+        return -self.alpha * mean_si
+
+    def _check_once(self, activations: list[torch.Tensor]) -> None:
+        """SI is undefined on negative activations: refuse them (one host sync, first batch only)."""
+        names = list(self._capture.activations)
+        for name, units in zip(names, activations):
+            if float(units.detach().min()) < 0:
+                raise SelectivityError(
+                    f"layer {name} has negative activations; the selectivity regularizer needs non-negative "
+                    "(post-ReLU) unit layers"
+                )
+        self._checked = True
