@@ -1,0 +1,5 @@
+import sys
+
+from selectivity.cli import main
+
+sys.exit(main())

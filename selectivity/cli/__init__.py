@@ -1,0 +1,46 @@
+"""The `selectivity` command: one subcommand per job (measure, train, sweep, status, report)."""
+import argparse
+import importlib
+import sys
+
+from selectivity.errors import SelectivityError
+
+# Each module defines add_parser(subparsers), which registers its subcommand and sets `run`.
+SUBCOMMANDS = ("measure", "train", "sweep", "status", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selectivity",
+        description="Measure and causally control the class selectivity of units in deep networks.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"selectivity.cli.{name}_command")
+        except ModuleNotFoundError as error:
+            if error.name != f"selectivity.cli.{name}_command":
+                raise
+            continue  # subcommand not shipped in this build
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except SelectivityError as error:
+        print(f"selectivity {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"selectivity {args.command}: interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
