@@ -20,10 +20,12 @@ def _error(half_width: float, scale: float):
 
 
 def _annotate_counts(ax, xs, ys, counts) -> None:
-    """Write n beside each point, only when seed counts differ (else the title says n)."""
-    if len(set(counts)) > 1:
-        for x, y, count in zip(xs, ys, counts):
-            ax.annotate(f"n={count}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
+    """Write n beside the points whose seed count differs from the usual one (titles give the range)."""
+    counts = list(counts)
+    usual = max(set(counts), key=counts.count)
+    for x, y, count in zip(xs, ys, counts):
+        if count != usual:
+            ax.annotate(f"n={count}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
 
 
 def _plot_metric_vs_alpha(ax, runs, conditions, metric: str, scale: float) -> None:
@@ -71,7 +73,9 @@ def si_and_accuracy_vs_alpha(runs: pd.DataFrame, conditions: pd.DataFrame, subti
         The written paths.
     """
     with plt.rc_context(RC):
-        figure, (si_ax, accuracy_ax, tradeoff_ax) = plt.subplots(1, 3, figsize=(14, 4))
+        # 2 x 2: three panels and a fourth cell for the alpha legend, so no panel is squeezed
+        figure, axes = plt.subplots(2, 2, figsize=(11, 8))
+        (si_ax, accuracy_ax), (tradeoff_ax, legend_ax) = axes
         _plot_metric_vs_alpha(si_ax, runs, conditions, "mean_si", 1)
         si_ax.set_ylabel(SI_AXIS_LABEL)
         si_ax.set_title("Test-set mean SI vs alpha")
@@ -80,8 +84,9 @@ def si_and_accuracy_vs_alpha(runs: pd.DataFrame, conditions: pd.DataFrame, subti
         accuracy_ax.set_title("Test accuracy vs alpha")
         _plot_accuracy_vs_si(tradeoff_ax, runs, conditions)
         tradeoff_ax.set_title("Test accuracy vs mean SI")
-        tradeoff_ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5),
-                           ncol=1 if len(conditions) <= 14 else 2, title="alpha")
+        legend_ax.axis("off")
+        legend_ax.legend(*tradeoff_ax.get_legend_handles_labels(), loc="center", title="alpha",
+                         ncol=1 if len(conditions) <= 14 else 2)
         figure.suptitle(f"Selectivity and accuracy across alpha: mean with 95% CI (t) across seeds, "
                         f"dots = seeds\n{subtitle}")
         figure.tight_layout()
@@ -114,8 +119,11 @@ def cca_ratio_vs_alpha(cca: pd.DataFrame, metric: str, subtitle: str, note: str 
         figure, ax = plt.subplots(figsize=(7, 4))
         for (layer_index, layer), rows in cca.groupby(["layer_index", "layer"], sort=True):
             rows = rows.sort_values("alpha")
-            ax.plot(rows["alpha"], rows[f"{metric}_mean"], marker="o", markersize=3,
-                    color=colours[layer_index], label=f"{layer_index}: {layer}")
+            # no ratio exists at alpha = 0: draw each sign on its own so no line crosses the gap
+            for sign_rows in (rows[rows["alpha"] < 0], rows[rows["alpha"] > 0]):
+                ax.plot(sign_rows["alpha"], sign_rows[f"{metric}_mean"], marker="o", markersize=3,
+                        color=colours[layer_index])
+            ax.plot([], [], marker="o", markersize=3, color=colours[layer_index], label=f"{layer_index}: {layer}")
             for row in rows.itertuples(index=False):
                 error = _error(getattr(row, f"{metric}_ci95"), 1)
                 if error is not None:
