@@ -7,7 +7,7 @@ import pytest
 from tests.report_fixture import ACCURACY, MEAN_SI, run_rows, sweep_table
 
 from selectivity.errors import SelectivityError
-from selectivity.report import load_results, write_report
+from selectivity.report import load_results, report_sweep, write_report
 from selectivity.report.style import alpha_colours
 from selectivity.report.tables import confidence_interval
 
@@ -109,8 +109,10 @@ def test_one_seed_without_cca_rows(tmp_path):
 
 
 def test_missing_alpha_zero_explains_headline(tmp_path):
-    write_report(sweep_table(alphas=(-10.0, -1.0, 1.0), seeds=(0, 1)), tmp_path)
-    headline = _headline(tmp_path)
+    """Through report_sweep, as `selectivity report SWEEP` runs it."""
+    sweep_table(alphas=(-10.0, -1.0, 1.0), seeds=(0, 1)).to_parquet(tmp_path / "results.parquet")
+    assert report_sweep(tmp_path) == tmp_path / "report" / "index.html"
+    headline = _headline(tmp_path / "report")
     assert headline["value"].isna().all()
     assert headline["statement"].str.contains("No alpha=0 runs").all()
 
