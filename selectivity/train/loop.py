@@ -1,0 +1,158 @@
+"""train_run: one run from settings to a finished run folder, resuming where it stopped."""
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from selectivity.alpha_schedule import alpha_at_epoch
+from selectivity.config import ExperimentConfig
+from selectivity.data import list_datasets
+from selectivity.errors import SelectivityError
+from selectivity.measure import measure_model
+from selectivity.models import list_models
+from selectivity.regularizer import SelectivityRegularizer
+from selectivity.store import RunDirectory
+from selectivity.train.augment import draw_epoch_randomness
+from selectivity.train.checkpoint import load_checkpoint, save_checkpoint
+from selectivity.train.epoch import NonFiniteLoss, train_epoch
+from selectivity.train.setup import build_model, load_data, resolve_device
+
+
+class RunFailed(RuntimeError):
+    """A run ended without a result (e.g. its loss became NaN); its last good checkpoint stays."""
+
+    def __init__(self, reason: str, epoch: int):
+        super().__init__(f"run failed at epoch {epoch}: {reason}")
+        self.reason, self.epoch = reason, epoch
+
+
+def check_names(config: ExperimentConfig) -> None:
+    """Unknown dataset or model: a one-line error before anything is loaded or trained."""
+    if config.data.dataset not in list_datasets():
+        raise SelectivityError(f"unknown dataset {config.data.dataset!r}; expected one of {', '.join(list_datasets())}")
+    if config.model.name not in list_models():
+        raise SelectivityError(f"unknown model {config.model.name!r}; expected one of {', '.join(list_models())}")
+
+
+def make_optimizer(model: torch.nn.Module, config: ExperimentConfig, device: torch.device) -> torch.optim.SGD:
+    settings = config.train
+    return torch.optim.SGD(
+        model.parameters(), lr=settings.lr, momentum=settings.momentum, nesterov=settings.nesterov,
+        weight_decay=settings.weight_decay, fused=device.type == "cuda",
+    )
+
+
+def train_run(
+    config: ExperimentConfig, run_dir: str | Path, progress: bool = True, heartbeat: Callable[[], None] | None = None
+) -> dict:
+    """Train (or resume, or just read) the run of `config` in `run_dir`.
+
+    Writes config.json, metrics.jsonl (one record per evaluation), checkpoint.pt (every
+    epoch), units.parquet and done.json (see selectivity.store). Returns the last metrics
+    record. Raises RunFailed, after writing failed.json, when the loss becomes NaN or inf.
+    """
+    run = RunDirectory(run_dir)
+    if run.is_done():
+        return run.summary()
+    check_names(config)
+    run.claim_settings(config)  # refuses a folder that holds a different run
+    device = resolve_device(config.device)
+    data = load_data(config)
+    torch.manual_seed(config.seed)
+    model = build_model(config, data).to(device)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config, device)
+    generator = torch.Generator().manual_seed(config.seed)
+    epoch, step = load_checkpoint(run.checkpoint_path, model, optimizer, generator) or (0, 0)
+    records = [r for r in run.read_metrics(strict=False) if r["epoch"] <= epoch]
+    run.write_metrics(records)
+    use_bf16 = config.train.precision == "bf16" or (config.train.precision == "auto" and device.type == "cuda")
+    trained = torch.compile(model) if config.train.compile else model
+    train_images, train_labels = data.train.images.to(device), data.train.labels.to(device)
+    test_split = type(data.test)(data.test.images.to(device), data.test.labels.to(device))
+    writer = _tensorboard_writer(config, run)
+    final = None
+    while epoch < config.train.epochs:
+        started = time.perf_counter()
+        alpha = alpha_at_epoch(config.regularizer.alpha, epoch)
+        regularizer = SelectivityRegularizer(alpha, data.num_classes, layers=config.regularizer.layers)
+        randomness = draw_epoch_randomness(
+            generator, len(train_labels), config.data.crop_padding, config.data.flip
+        ).to(device)
+        try:
+            totals, steps = train_epoch(
+                trained, optimizer, regularizer, data, train_images, train_labels, randomness, config,
+                step, use_bf16, progress, f"epoch {epoch + 1}/{config.train.epochs} alpha={alpha:g}",
+            )
+        except NonFiniteLoss as error:
+            run.mark_failed(str(error), epoch + 1)
+            raise RunFailed(str(error), epoch + 1) from None
+        epoch, step = epoch + 1, step + steps
+        if epoch % config.evaluation.every == 0 or epoch == config.train.epochs:
+            final = _measure(model, test_split, data, config, device)
+            records.append(_record(epoch, alpha, optimizer, totals, final, time.perf_counter() - started))
+            run.write_metrics(records)
+            _log(writer, records[-1], progress)
+        save_checkpoint(run.checkpoint_path, model, optimizer, generator, epoch, step)
+        if heartbeat:
+            heartbeat()
+    if writer:
+        writer.close()
+    if final is None:  # resumed after the last checkpoint: measure again (same numbers)
+        final = _measure(model, test_split, data, config, device)
+    run.write_units(final.units)
+    run.mark_done(records[-1])
+    return records[-1]
+
+
+def _measure(model, test_split, data, config: ExperimentConfig, device):
+    return measure_model(
+        model, test_split, data.num_classes, data.mean, data.std, layers=config.evaluation.layers,
+        batch_size=config.evaluation.batch_size, device=device, channels_last=config.train.channels_last,
+    )
+
+
+def _tensorboard_writer(config: ExperimentConfig, run: RunDirectory):
+    if not config.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SelectivityError("tensorboard = true needs the tensorboard package; pip install selectivity[tensorboard]") from None
+    return SummaryWriter(log_dir=str(run.path / "tensorboard"))
+
+
+def _log(writer, record: dict, progress: bool) -> None:
+    if writer:
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key != "epoch":
+                writer.add_scalar(key, value, record["epoch"])
+    if progress:
+        print(
+            f"epoch {record['epoch']}: alpha {record['alpha']:g} train loss {record['train_loss']:.4f} "
+            f"batch SI {record['train_batch_si']:.3f} | test acc {record['test_accuracy']:.4f} "
+            f"mean SI {record['mean_si']:.3f} dead {record['dead_fraction']:.3f} ({record['seconds']:.1f}s)",
+            flush=True,
+        )
+
+
+def _record(epoch, alpha, optimizer, totals, measurement, seconds) -> dict:
+    return {
+        "epoch": epoch,
+        "alpha": alpha,
+        "lr": optimizer.param_groups[0]["lr"],
+        "train_loss": totals.loss.item() / totals.images,
+        "train_accuracy": totals.correct.item() / totals.images,
+        "train_batch_si": totals.selectivity.item() / totals.batches,
+        "test_accuracy": measurement.accuracy,
+        "test_loss": measurement.loss,
+        "mean_si": measurement.mean_si,
+        "dead_fraction": measurement.dead_fraction,
+        "seconds": seconds,
+        "layers": {
+            row.layer: {"mean_si": row.mean_si, "dead_fraction": row.dead_fraction, "num_units": int(row.num_units)}
+            for row in measurement.layers.itertuples()
+        },
+    }
