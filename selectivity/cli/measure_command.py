@@ -1,0 +1,188 @@
+"""`selectivity measure`: per-unit class selectivity of any model on a labelled dataset.
+
+    selectivity measure --run runs/3f2a9c1b0d4e/seed_0
+    selectivity measure --model small_cnn --weights w.pt --dataset digits
+    selectivity measure --torchvision resnet18 --weights resnet18-f37072fd.pth \
+        --dataset imagefolder --data-root ~/data/imagenette --limit 2000
+
+Writes <out>/units.csv, units.parquet, layers.csv and summary.json (each atomically) and
+prints a one-screen summary. See docs/measure.md.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from selectivity import atomic, model_loading
+from selectivity.data import DatasetSplits, LabelledImages, list_datasets, load_dataset
+from selectivity.errors import SelectivityError
+from selectivity.measure import Measurement, measure_model
+from selectivity.train.setup import resolve_device
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "measure", help="per-unit class selectivity of a model on a labelled dataset",
+        description="Stream a labelled split through a model and write its per-unit selectivity table.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", dest="run_dir", metavar="DIR", help="a run folder (config.json + checkpoint.pt)")
+    source.add_argument("--model", metavar="NAME", help="a model of selectivity.models (e.g. resnet20)")
+    source.add_argument("--torchvision", metavar="NAME", help="a torchvision model name (needs --weights)")
+    parser.add_argument("--weights", metavar="FILE", help="state_dict file (or a dict with key 'model')")
+    parser.add_argument("--dataset", metavar="NAME", help=f"one of {', '.join(list_datasets())} (default: the run's)")
+    parser.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
+    parser.add_argument("--download", action="store_true", help="fetch the dataset if it is missing")
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--limit", type=int, metavar="N", help="measure only the first N inputs")
+    parser.add_argument("--layers", default="relu", help="relu | blocks | comma-separated module names (name#k for one call)")
+    parser.add_argument("--normalize", choices=("dataset", "imagenet"),
+                        help="input statistics (default: dataset for our models, imagenet for torchvision)")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: measure-<model>-<dataset>)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=run)
+
+
+def parse_layers(text: str) -> str | list[str]:
+    """"relu" / "blocks" stay presets; anything else is a comma-separated list of module names."""
+    if text in ("relu", "blocks"):
+        return text
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise SelectivityError(f"--layers {text!r} names no layer; expected relu, blocks or module names")
+    return names
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise SelectivityError(f"{flag} {value} is not positive; expected an integer >= 1")
+    if args.run_dir and args.weights:
+        raise SelectivityError("--weights cannot be used with --run; a run's weights come from its checkpoint.pt")
+    if args.dataset is None and not args.run_dir:
+        raise SelectivityError(f"--dataset is required with --model/--torchvision; expected one of {', '.join(list_datasets())}")
+
+
+def resolve_device_checked(name: str) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SelectivityError(f"--device {name} but CUDA is not available here; expected auto or cpu")
+    return device
+
+
+def load_model_and_data(args: argparse.Namespace) -> tuple[model_loading.LoadedModel, DatasetSplits]:
+    """Read the data first: our models are sized by it (classes, input channels)."""
+    config = model_loading.read_run_config(args.run_dir) if args.run_dir else None
+    dataset = args.dataset or config.data.dataset
+    root = args.data_root or (config.data.root if config and args.dataset is None else "") or None
+    download = args.download or bool(config and config.data.download)
+    data = load_dataset(dataset, root=root, download=download)
+    if config is not None:
+        return model_loading.load_run_model(args.run_dir, config, data), data
+    if args.model:
+        return model_loading.load_registry_model(args.model, data, args.weights), data
+    return model_loading.load_torchvision_model(args.torchvision, args.weights, data), data
+
+
+def select_inputs(data: DatasetSplits, split_name: str, limit: int | None) -> LabelledImages:
+    """The split to measure (its first `limit` inputs), refused when it holds fewer than 2 classes."""
+    split = getattr(data, split_name)
+    if limit is not None and limit < len(split):
+        split = LabelledImages(split.images[:limit].contiguous(), split.labels[:limit].contiguous())
+    present = int(split.labels.unique().numel())
+    if present < 2:
+        raise SelectivityError(
+            f"the {len(split)} {split_name} inputs of {data.name} hold {present} class; SI needs at least 2 classes: "
+            "expected a larger --limit or another split"
+        )
+    return split
+
+
+def check_layers_seen(requested: str | list[str], measurement: Measurement) -> None:
+    """An explicit `name#k` past a module's calls, or a module never called, records nothing: say so."""
+    if isinstance(requested, str):
+        return
+    measured = list(measurement.layers["layer"])
+    for name in requested:
+        if not any(layer == name or layer.startswith(name + "#") for layer in measured):
+            raise SelectivityError(
+                f"layer {name} recorded no activations in a forward pass (never called, or fewer calls than its #k); "
+                f"expected layers that run, e.g. {', '.join(measured[:5])}"
+            )
+
+
+def summary_record(measurement: Measurement, loaded: model_loading.LoadedModel, data: DatasetSplits,
+                   args: argparse.Namespace, num_inputs: int, mean: tuple, std: tuple) -> dict:
+    """Everything summary.json holds: what was measured, how, and the headline numbers."""
+    return {
+        "model": loaded.label,
+        "dataset": data.name,
+        "split": args.split,
+        "num_inputs": num_inputs,
+        "num_classes": data.num_classes,
+        "layers_requested": args.layers,
+        "normalization": {"source": args.normalize or loaded.normalization, "mean": list(mean), "std": list(std)},
+        "accuracy": measurement.accuracy,
+        "loss": measurement.loss,
+        "mean_si": measurement.mean_si,  # mean over units in a layer, then over layers
+        "num_layers": len(measurement.layers),
+        "num_units": len(measurement.units),
+        "dead_units": int(measurement.units["dead"].sum()),
+        "dead_fraction": measurement.dead_fraction,
+    }
+
+
+def write_outputs(out: Path, measurement: Measurement, summary: dict) -> None:
+    """units.csv/.parquet, layers.csv and summary.json, each written atomically."""
+    with atomic.atomic_path(out / "units.parquet") as tmp:
+        measurement.units.to_parquet(tmp, index=False)
+    with atomic.atomic_path(out / "units.csv") as tmp:
+        measurement.units.to_csv(tmp, index=False)
+    with atomic.atomic_path(out / "layers.csv") as tmp:
+        measurement.layers.to_csv(tmp, index=False)
+    atomic.write_json(out / "summary.json", summary)
+
+
+def format_summary(summary: dict, measurement: Measurement, out: Path) -> str:
+    """The one-screen report: headline numbers, then mean SI and dead units per layer."""
+    width = max(len("layer"), *(len(name) for name in measurement.layers["layer"]))
+    lines = [
+        f"{summary['model']} on {summary['dataset']} {summary['split']} ({summary['num_inputs']} inputs, "
+        f"{summary['num_classes']} classes, {summary['normalization']['source']} normalisation)",
+        f"accuracy {summary['accuracy']:.4f}  loss {summary['loss']:.4f}  network mean SI {summary['mean_si']:.4f}  "
+        f"dead units {summary['dead_units']}/{summary['num_units']}",
+        "",
+        f"{'layer':<{width}}  {'units':>6}  {'mean SI':>8}  {'dead':>5}",
+    ]
+    for row in measurement.layers.itertuples(index=False):
+        lines.append(f"{row.layer:<{width}}  {row.num_units:>6}  {row.mean_si:>8.4f}  {row.dead_units:>5}")
+    lines += ["", f"wrote {out}/units.csv, units.parquet, layers.csv, summary.json"]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    layers = parse_layers(args.layers)
+    device = resolve_device_checked(args.device)
+    loaded, data = load_model_and_data(args)
+    model = loaded.model.to(device)
+    model_loading.check_output_classes(model, data, loaded.label, device)
+    split = select_inputs(data, args.split, args.limit)
+    if (args.normalize or loaded.normalization) == "imagenet":
+        mean, std = model_loading.IMAGENET_MEAN, model_loading.IMAGENET_STD
+    else:
+        mean, std = data.mean, data.std
+    measurement = measure_model(
+        model, split, data.num_classes, mean, std, layers=layers, batch_size=args.batch_size,
+        device=device, progress=not args.no_progress, description=f"measure {loaded.label}",
+    )
+    check_layers_seen(layers, measurement)
+    out = Path(args.out or f"measure-{loaded.label}-{data.name}")
+    summary = summary_record(measurement, loaded, data, args, len(split), mean, std)
+    write_outputs(out, measurement, summary)
+    print(format_summary(summary, measurement, out), file=sys.stdout)
+    return 0

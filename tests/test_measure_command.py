@@ -1,0 +1,192 @@
+"""`selectivity measure` end to end on digits (small_cnn) and a tiny RGB imagefolder (torchvision resnet18)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from selectivity.cli import main
+from selectivity.config import config_from_dict
+from selectivity.data import load_dataset
+from selectivity.measure import measure_model
+from selectivity.models import create_model
+from selectivity.store import RunDirectory
+from selectivity.train.setup import build_model
+
+UNIT_COLUMNS = ["layer", "unit", "si", "preferred_class", "mu_max", "mu_rest", "d_prime", "dead"]
+SMALL_CNN_UNITS = 32 + 64 + 64 + 128
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELECTIVITY_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def small_cnn_weights(tmp_path):
+    """An untrained small_cnn for digits, with non-trivial BatchNorm statistics, saved as a state_dict."""
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_channels=1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+    path = tmp_path / "small_cnn.pt"
+    torch.save(model.state_dict(), path)
+    return path, model
+
+
+def measure(*argv):
+    return main(["measure", "--no-progress", *map(str, argv)])
+
+
+def error_line(capsys) -> str:
+    """The command's stderr must be exactly one line, the error."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("selectivity measure: error: ")
+    return lines[0]
+
+
+def test_registry_model_writes_tables_equal_to_measure_model(tmp_path, small_cnn_weights, digits):
+    weights, model = small_cnn_weights
+    assert measure("--model", "small_cnn", "--weights", weights, "--dataset", "digits", "--out", tmp_path / "out") == 0
+    units = pd.read_csv(tmp_path / "out" / "units.csv")
+    assert list(units.columns) == UNIT_COLUMNS and len(units) == SMALL_CNN_UNITS
+    parquet = pd.read_parquet(tmp_path / "out" / "units.parquet")
+    pd.testing.assert_frame_equal(parquet, units, check_dtype=False)
+    layers = pd.read_csv(tmp_path / "out" / "layers.csv")
+    assert list(layers["layer"]) == ["relu1", "relu2", "relu3", "relu4"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    direct = measure_model(model, digits.test, 10, digits.mean, digits.std)
+    assert summary["num_inputs"] == 450 and summary["num_units"] == SMALL_CNN_UNITS
+    assert summary["accuracy"] == direct.accuracy
+    assert summary["loss"] == pytest.approx(direct.loss, rel=1e-12)
+    assert summary["mean_si"] == pytest.approx(direct.mean_si, rel=1e-12)
+    assert summary["mean_si"] == pytest.approx(layers["mean_si"].mean(), rel=1e-12)  # mean of layer means
+    assert summary["dead_units"] == int(direct.units["dead"].sum()) == int(layers["dead_units"].sum())
+    np.testing.assert_allclose(parquet["si"], direct.units["si"], rtol=1e-12)
+
+
+def test_run_folder_uses_its_config_and_checkpoint(tmp_path, monkeypatch, digits, capsys):
+    config = config_from_dict({"model": {"name": "small_cnn"}, "data": {"dataset": "digits"}, "seed": 3})
+    run = RunDirectory(tmp_path / "runs" / "abc" / "seed_3")
+    run.claim_settings(config)
+    torch.manual_seed(1)
+    model = build_model(config, digits)
+    torch.save({"model": model.state_dict(), "epoch": 2}, run.checkpoint_path)
+    monkeypatch.chdir(tmp_path)  # the default output folder lands here
+    assert measure("--run", run.path, "--limit", 100) == 0
+    outputs = list(tmp_path.glob("measure-small_cnn-*-seed_3-digits"))
+    assert len(outputs) == 1, list(tmp_path.iterdir())
+    summary = json.loads((outputs[0] / "summary.json").read_text())
+    first_100 = type(digits.test)(digits.test.images[:100].contiguous(), digits.test.labels[:100].contiguous())
+    direct = measure_model(model, first_100, 10, digits.mean, digits.std)
+    assert summary["num_inputs"] == 100 and summary["dataset"] == "digits"
+    assert summary["mean_si"] == pytest.approx(direct.mean_si, rel=1e-12)
+    assert summary["accuracy"] == direct.accuracy
+    printed = capsys.readouterr().out
+    assert "network mean SI" in printed and "relu4" in printed
+
+
+def test_explicit_layer_list(tmp_path, small_cnn_weights):
+    weights, _ = small_cnn_weights
+    argv = ["--model", "small_cnn", "--weights", weights, "--dataset", "digits", "--layers", "relu3,relu1"]
+    assert measure(*argv, "--out", tmp_path / "out", "--split", "train", "--limit", 200) == 0
+    units = pd.read_parquet(tmp_path / "out" / "units.parquet")
+    assert list(units["layer"].unique()) == ["relu1", "relu3"]  # forward order, not request order
+    assert len(units) == 32 + 64
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["split"] == "train"
+
+
+def write_rgb_tree(root, classes=("ant", "bee"), per_class=3):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for class_name in classes:
+            (root / split / class_name).mkdir(parents=True)
+            for index in range(per_class):
+                pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / class_name / f"{index}.png")
+    return root
+
+
+def test_torchvision_resnet18_reused_relu_is_one_layer_per_call(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "resnet18.pth")
+    tree = write_rgb_tree(tmp_path / "tree")
+    argv = ["--torchvision", "resnet18", "--weights", tmp_path / "resnet18.pth", "--dataset", "imagefolder"]
+    assert measure(*argv, "--data-root", tree, "--out", tmp_path / "out") == 0
+    layers = pd.read_csv(tmp_path / "out" / "layers.csv")
+    assert len(layers) == 17 and layers["layer"].is_unique
+    assert {"relu", "layer1.0.relu#1", "layer1.0.relu#2", "layer4.1.relu#2"} <= set(layers["layer"])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["normalization"]["source"] == "imagenet" and summary["num_classes"] == 2
+    assert summary["normalization"]["mean"] == [0.485, 0.456, 0.406]
+    assert measure(*argv, "--data-root", tree, "--out", tmp_path / "one", "--layers", "layer1.0.relu#2") == 0
+    assert list(pd.read_csv(tmp_path / "one" / "layers.csv")["layer"]) == ["layer1.0.relu#2"]
+
+
+def run_without_checkpoint(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.claim_settings(config_from_dict({}))
+    return run.path
+
+
+def torchvision_weights(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_argv, expected",
+    [
+        (lambda t, w: ["--model", "small_cnn", "--weights", w, "--dataset", "digits", "--layers", "fc1"],
+         ["layer fc1 has negative activations", "post-ReLU"]),
+        (lambda t, w: ["--model", "small_cnn", "--weights", w, "--dataset", "digits", "--layers", "relu1,conv9"],
+         ["unknown layer name(s) ['conv9']", "relu1", "relu4"]),
+        (lambda t, w: ["--model", "small_cnn", "--weights", w, "--dataset", "digits", "--layers", "relu1,relu2#2"],
+         ["layer relu2#2 recorded no activations"]),
+        (lambda t, w: ["--model", "resnet99", "--dataset", "digits"], ["unknown model 'resnet99'", "small_cnn"]),
+        (lambda t, w: ["--model", "small_cnn", "--dataset", "digitz"], ["unknown dataset 'digitz'", "digits"]),
+        (lambda t, w: ["--torchvision", "resnet99", "--weights", w, "--dataset", "digits"],
+         ["unknown torchvision model 'resnet99'", "resnet18"]),
+        (lambda t, w: ["--run", run_without_checkpoint(t)], ["has no checkpoint.pt"]),
+        (lambda t, w: ["--run", t / "nowhere"], ["nowhere does not exist"]),
+        (lambda t, w: ["--model", "small_cnn", "--weights", t / "missing.pt", "--dataset", "digits"],
+         ["missing.pt does not exist"]),
+        (lambda t, w: ["--torchvision", "resnet18", "--dataset", "digits"], ["needs --weights"]),
+        (lambda t, w: ["--torchvision", "resnet18", "--weights", torchvision_weights(t), "--dataset", "digits"],
+         ["takes 3-channel input", "1-channel images"]),
+        (lambda t, w: ["--model", "resnet20", "--weights", w, "--dataset", "digits"], ["do not fit model resnet20"]),
+        (lambda t, w: ["--model", "small_cnn", "--dataset", "digits", "--limit", 0], ["--limit 0 is not positive"]),
+        (lambda t, w: ["--model", "small_cnn", "--dataset", "digits", "--limit", 1], ["SI needs at least 2 classes"]),
+        (lambda t, w: ["--model", "small_cnn"], ["--dataset is required"]),
+    ],
+    ids=["negative", "unknown-layer", "call-past-end", "unknown-model", "unknown-dataset", "unknown-torchvision",
+         "run-without-checkpoint", "no-run-folder", "missing-weights", "torchvision-without-weights",
+         "channel-mismatch", "weights-of-another-model", "limit-zero", "limit-one-class", "no-dataset"],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, small_cnn_weights, capsys, make_argv, expected):
+    weights, _ = small_cnn_weights
+    argv = make_argv(tmp_path, weights)
+    capsys.readouterr()
+    assert measure(*argv, "--out", tmp_path / "out") == 2
+    line = error_line(capsys)
+    for fragment in expected:
+        assert fragment in line
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_files_are_only_written_when_complete(tmp_path, small_cnn_weights):
+    weights, _ = small_cnn_weights
+    assert measure("--model", "small_cnn", "--weights", weights, "--dataset", "digits", "--out", tmp_path / "o") == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "layers.csv", "summary.json", "units.csv", "units.parquet"]  # no temporary files left beside them
