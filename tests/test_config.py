@@ -1,0 +1,90 @@
+import math
+import dataclasses
+
+import pytest
+
+from selectivity.alpha_schedule import alpha_at_epoch, parse_alpha
+from selectivity.config import (ExperimentConfig, RegularizerSettings, TrainSettings, apply_overrides, config_from_dict,
+                                config_hash, load_config, non_default_settings)
+from selectivity.errors import SelectivityError
+from selectivity.train.schedule import learning_rate
+
+
+def test_pinned_hashes():
+    """A changed hash orphans every stored run: change these only on purpose."""
+    assert config_hash(ExperimentConfig()) == "44136fa355b3"
+    assert config_hash(config_from_dict({"regularizer": {"alpha": -1.0}})) == config_hash(
+        config_from_dict({"regularizer": {"alpha": -1}})
+    )
+    resnet20 = {"model": {"name": "resnet20"}, "data": {"dataset": "cifar10", "crop_padding": 4, "flip": True},
+                "train": {"epochs": 200, "milestones": [100, 150]}, "regularizer": {"alpha": -1.0}}
+    assert config_hash(config_from_dict(resnet20)) == PINNED_RESNET20
+
+
+PINNED_RESNET20 = "acf38a71c820"
+
+
+def test_seed_device_and_data_location_are_not_hashed():
+    base = ExperimentConfig()
+    moved = config_from_dict({"seed": 3, "device": "cpu", "data": {"root": "/elsewhere", "download": True},
+                              "train": {"compile": True}})
+    assert config_hash(moved) == config_hash(base)
+
+
+def test_a_new_setting_with_a_default_leaves_hashes_unchanged():
+    @dataclasses.dataclass(frozen=True)
+    class TrainWithNewSetting(TrainSettings):
+        new_knob: float = 0.5
+
+    extended = dataclasses.replace(ExperimentConfig(), train=TrainWithNewSetting())
+    assert non_default_settings(extended) == {}
+    assert config_hash(extended) == config_hash(ExperimentConfig())
+
+
+def test_toml_file_and_overrides(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text('seed = 1\n[train]\nepochs = 5\nmilestones = [2, 4]\n[regularizer]\nalpha = "0x2,-20"\n')
+    config = load_config(path, {"train.lr": 0.05, "regularizer.layers": "blocks"})
+    assert config.train == TrainSettings(epochs=5, milestones=(2, 4), lr=0.05)
+    assert config.regularizer == RegularizerSettings(alpha="0x2,-20", layers="blocks")
+    assert apply_overrides({"a": {"b": 1}}, {"a.c": 2, "d": 3}) == {"a": {"b": 1, "c": 2}, "d": 3}
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"train": {"epoch": 3}}, "unknown key 'train.epoch'; valid keys are: epochs"),
+    ({"optimizer": {}}, "unknown key 'optimizer'"),
+    ({"train": {"epochs": "ten"}}, "train.epochs = 'ten' has type str; expected int"),
+    ({"train": {"epochs": 2.5}}, "expected int"),
+    ({"data": {"flip": 1}}, "data.flip = 1 has type int; expected bool"),
+    ({"train": {"schedule": "linear"}}, "train.schedule = 'linear' is not known"),
+    ({"regularizer": {"alpha": "fast"}}, "alpha schedule 'fast' is malformed"),
+    ({"regularizer": {"alpha": "-1,0x5"}}, "is malformed at '-1'"),
+])
+def test_bad_config_values_are_one_line_errors(values, message):
+    with pytest.raises(SelectivityError, match=message.replace("(", r"\(").replace("[", r"\[")) as error:
+        config_from_dict(values)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_or_invalid_config_file(tmp_path):
+    with pytest.raises(SelectivityError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    (tmp_path / "bad.toml").write_text("[train\n")
+    with pytest.raises(SelectivityError, match="is not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+
+
+def test_alpha_schedules():
+    assert parse_alpha(-1) == [(-1.0, None)]
+    assert [alpha_at_epoch("0x5,-20", e) for e in (0, 4, 5, 99)] == [0.0, 0.0, -20.0, -20.0]
+    assert [alpha_at_epoch("-20x2,0", e) for e in (0, 1, 2)] == [-20.0, -20.0, 0.0]
+    assert [alpha_at_epoch("1x1,2x1", e) for e in (0, 1, 5)] == [1.0, 2.0, 2.0]  # last value holds
+
+
+def test_learning_rate_schedules_by_hand():
+    step = TrainSettings(epochs=200, lr=0.1, milestones=(100, 150), schedule="step")
+    assert [learning_rate(step, s, 10) for s in (0, 999, 1000, 1500)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    onecycle = TrainSettings(epochs=10, lr=0.4, schedule="onecycle", warmup_epochs=2)
+    assert [learning_rate(onecycle, s, 10) for s in (0, 10, 20, 60, 100)] == pytest.approx([0, 0.2, 0.4, 0.2, 0])
+    cosine = TrainSettings(epochs=4, lr=1.0, schedule="cosine", warmup_epochs=1)
+    assert [learning_rate(cosine, s, 2) for s in (0, 1, 4, 8)] == pytest.approx([0, 0.5 * (1 + math.cos(math.pi / 8)) * 0.5, 0.5, 0])

@@ -1,0 +1,116 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+import selectivity.train.loop as loop
+from selectivity.config import (DataSettings, ExperimentConfig, ModelSettings, RegularizerSettings, TrainSettings,
+                                config_from_dict)
+from selectivity.errors import SelectivityError
+from selectivity.regularizer import SelectivityRegularizer
+from selectivity.store import RunDirectory
+from selectivity.train import RunFailed, train_run
+
+
+def digits_config(alpha=0.0, epochs=2, **train):
+    return ExperimentConfig(
+        train=TrainSettings(epochs=epochs, **train), regularizer=RegularizerSettings(alpha=alpha), device="cpu"
+    )
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def test_run_writes_every_file_and_is_then_skipped(tmp_path):
+    summary = train_run(digits_config(), tmp_path / "run", progress=False)
+    run = RunDirectory(tmp_path / "run")
+    assert run.is_done() and summary["epoch"] == 2 and summary["test_accuracy"] > 0.5
+    records = run.read_metrics()
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert set(records[-1]["layers"]) == {"relu1", "relu2", "relu3", "relu4"}
+    units = run.read_units()
+    assert len(units) == 32 + 64 + 64 + 128 and set(units.columns) >= {"layer", "unit", "si", "dead"}
+    assert train_run(digits_config(), tmp_path / "run", progress=False) == json.loads(run.done_path.read_text())["summary"]
+
+
+def test_alpha_zero_equals_the_loop_without_regularizer(tmp_path, monkeypatch):
+    regularized = train_run(digits_config(0.0), tmp_path / "with", progress=False)
+
+    def no_regularizer(alpha, num_classes, layers):
+        return SelectivityRegularizer(alpha, num_classes, layers, track_selectivity=False)
+
+    monkeypatch.setattr(loop, "SelectivityRegularizer", no_regularizer)
+    plain = train_run(digits_config(0.0), tmp_path / "without", progress=False)
+    for key in ("train_loss", "train_accuracy", "test_accuracy", "test_loss", "mean_si"):
+        assert regularized[key] == plain[key], key
+    with_weights = torch.load(tmp_path / "with" / "checkpoint.pt", weights_only=True)["model"]
+    plain_weights = torch.load(tmp_path / "without" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(with_weights[k], plain_weights[k]) for k in with_weights)
+
+
+def test_sign_of_alpha_moves_minibatch_selectivity(tmp_path):
+    batch_si = {
+        alpha: train_run(digits_config(alpha, epochs=3), tmp_path / str(alpha), progress=False)["train_batch_si"]
+        for alpha in (-5.0, 0.0, 5.0)
+    }
+    assert batch_si[-5.0] < batch_si[0.0] < batch_si[5.0]
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
+    config = digits_config(-1.0, epochs=3, schedule="cosine")
+    uninterrupted = train_run(config, tmp_path / "straight", progress=False)
+
+    class Killed(Exception):
+        pass
+
+    epochs_seen = []
+
+    def die_after_first_epoch():
+        epochs_seen.append(1)
+        if len(epochs_seen) == 2:
+            raise Killed()
+
+    with pytest.raises(Killed):
+        train_run(config, tmp_path / "resumed", progress=False, heartbeat=die_after_first_epoch)
+    run = RunDirectory(tmp_path / "resumed")
+    assert not run.is_done() and torch.load(run.checkpoint_path, weights_only=True)["epoch"] == 2
+    resumed = train_run(config, tmp_path / "resumed", progress=False)
+    assert without_timing([resumed]) == without_timing([uninterrupted])
+    assert without_timing(run.read_metrics()) == without_timing(RunDirectory(tmp_path / "straight").read_metrics())
+    pd.testing.assert_frame_equal(run.read_units(), RunDirectory(tmp_path / "straight").read_units())
+
+
+def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    # the lr jumps by 1e12 after the first epoch, so the second epoch diverges
+    config = digits_config(epochs=3, schedule="step", milestones=(1,), gamma=1e12)
+    with pytest.raises(RunFailed) as failure:
+        train_run(config, tmp_path / "run", progress=False)
+    assert failure.value.epoch == 2
+    run = RunDirectory(tmp_path / "run")
+    assert run.failure()["epoch"] == 2 and "loss became" in run.failure()["reason"]
+    assert torch.load(run.checkpoint_path, weights_only=True)["epoch"] == 1
+    assert not run.is_done()
+
+
+def test_schedule_alpha_is_applied_per_epoch(tmp_path):
+    train_run(digits_config("0x1,-2", epochs=3), tmp_path / "run", progress=False)
+    assert [r["alpha"] for r in RunDirectory(tmp_path / "run").read_metrics()] == [0.0, -2.0, -2.0]
+
+
+def test_bad_inputs_fail_before_training(tmp_path):
+    with pytest.raises(SelectivityError, match="unknown model 'resnet7'; expected one of"):
+        train_run(ExperimentConfig(model=ModelSettings(name="resnet7")), tmp_path / "a", progress=False)
+    with pytest.raises(SelectivityError, match="unknown dataset 'mnist'"):
+        train_run(ExperimentConfig(data=DataSettings(dataset="mnist")), tmp_path / "b", progress=False)
+    with pytest.raises(SelectivityError, match="cifar-10-batches-py"):
+        config = ExperimentConfig(data=DataSettings(dataset="cifar10", root=str(tmp_path / "empty")))
+        train_run(config, tmp_path / "c", progress=False)
+    assert not (tmp_path / "c" / "checkpoint.pt").exists()
+    train_run(digits_config(epochs=1), tmp_path / "d", progress=False)
+    (tmp_path / "d" / "done.json").unlink()
+    with pytest.raises(SelectivityError, match="holds a different run"):
+        train_run(digits_config(epochs=2), tmp_path / "d", progress=False)
+    with pytest.raises(SelectivityError, match="train.momentum = 'high' has type str; expected float"):
+        config_from_dict({"train": {"momentum": "high"}})
