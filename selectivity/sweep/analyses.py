@@ -1,0 +1,63 @@
+"""Post-sweep analyses: functions run once all runs are done, each returning extra tidy rows.
+
+An analysis takes an AnalysisContext (the sweep folder, its done runs, the table built so
+far) and returns rows with the table's columns (a DataFrame or a list of dicts), e.g. the
+off-axis control's per-layer `pwcca_ratio` rows (layer rows: unit -1, metric, value).
+Name analyses in the sweep spec, `analyses = ["cca"]`, either by a name registered here
+with @register_analysis("cca") or as "package.module:function".
+"""
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import pandas as pd
+
+from selectivity.errors import SelectivityError
+
+if TYPE_CHECKING:  # layout imports nothing from here; the import is for annotations only
+    from selectivity.sweep.layout import SweepFolder, SweepRun
+
+
+@dataclass(frozen=True)
+class AnalysisContext:
+    folder: "SweepFolder"
+    runs: list["SweepRun"]  # the done runs only
+    table: pd.DataFrame  # the per-run rows (network, layer, unit)
+
+
+Analysis = Callable[[AnalysisContext], "pd.DataFrame | list[dict]"]
+_REGISTRY: dict[str, Analysis] = {}
+
+
+def register_analysis(name: str) -> Callable[[Analysis], Analysis]:
+    """Decorator: make `function` available to sweep specs as `analyses = ["<name>"]`."""
+
+    def register(function: Analysis) -> Analysis:
+        _REGISTRY[name] = function
+        return function
+
+    return register
+
+
+def list_analyses() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_analysis(name: str) -> Analysis:
+    """A registered analysis, or the function named by "package.module:function"."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    module_name, colon, function_name = name.partition(":")
+    if colon:
+        try:
+            return getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError) as error:
+            raise SelectivityError(f"analysis {name!r} cannot be loaded ({error}); expected module:function") from None
+    known = ", ".join(list_analyses()) or "none registered"
+    raise SelectivityError(f"unknown analysis {name!r}; expected a registered name ({known}) or module:function")
+
+
+def run_analyses(names: tuple[str, ...], context: AnalysisContext) -> list["pd.DataFrame | list[dict]"]:
+    """Call each named analysis in order; returns what each returned (checked by the caller)."""
+    functions = [get_analysis(name) for name in names]  # fail on a bad name before any work
+    return [function(context) for function in functions]

@@ -1,0 +1,157 @@
+"""run_sweep: hand every run that is not done to an executor, then write the results table.
+
+Resumable by construction: a done run is skipped, an interrupted one resumes from its
+checkpoint, a corrupt one is redone, a failed one is kept as failed unless retry_failed.
+Runs claimed by another sweep process are waited for, so the table written at the end
+covers the whole grid; a run whose worker died is retried once, then recorded as failed.
+"""
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from selectivity import claims
+from selectivity.sweep.layout import SweepFolder, SweepRun
+from selectivity.sweep.results import build_results, write_results
+from selectivity.sweep.run_state import run_state
+from selectivity.sweep.worker import DEFAULT_TRAINER, RunOutcome, RunTask
+
+CRASHES_BEFORE_FAILED = 2
+
+
+@dataclass
+class SweepResult:
+    total: int
+    done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # run_id -> reason
+    results_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """The number of failed runs, capped at 100 (0: every run done)."""
+        return min(len(self.failed), 100)
+
+
+@dataclass
+class _Options:
+    stale_after: float
+    retry_failed: bool
+    trainer: str
+    poll_seconds: float
+
+
+def _record_crash(run: SweepRun, reason: str, stale_after: float) -> None:
+    """Mark a run whose worker keeps dying as failed (under its claim, as any writer must)."""
+    claim = claims.try_claim(run.path, stale_after)
+    if claim is not None:
+        records = run.directory.read_metrics(strict=False)
+        run.directory.mark_failed(reason, records[-1].get("epoch", -1) if records else -1)
+        claim.release()
+
+
+def _wait_for_others(waiting: list[SweepRun], options: _Options, bar: tqdm) -> list[SweepRun]:
+    """Block until some runs claimed by other workers are no longer running; return those."""
+    holders = {run_state(run.directory, options.stale_after).detail for run in waiting}
+    bar.write(f"waiting for {len(waiting)} run(s) claimed by other workers ({', '.join(sorted(holders))})")
+    while True:
+        free = [run for run in waiting if run_state(run.directory, options.stale_after).state != "running"]
+        if free:
+            return free
+        time.sleep(options.poll_seconds)
+
+
+def _dispatch(runs: list[SweepRun], folder: SweepFolder, executor, options: _Options,
+              result: SweepResult, bar: tqdm) -> tuple[list[SweepRun], list[SweepRun]]:
+    """One round: run `runs` on the executor.
+
+    Returns:
+        (runs whose worker died, runs another worker held that are free now): to try again.
+    """
+    by_id = {run.run_id: run for run in runs}
+    first = result.done + len(result.failed)
+    tasks = [RunTask(config=run.config, path=str(run.path), run_id=run.run_id, alpha_label=run.alpha_label,
+                     sweep_path=str(folder.path), index=first + i + 1, total=result.total,
+                     stale_after=options.stale_after, retry_failed=options.retry_failed,
+                     threads=executor.threads_per_run, device=executor.device_for(i), trainer=options.trainer)
+             for i, run in enumerate(runs)]
+    crashed, waiting = [], []
+    for outcome in executor.run(tasks):
+        run = by_id[outcome.run_id]
+        if outcome.status in ("busy", "lost"):
+            waiting.append(run)
+            continue
+        if outcome.status == "crashed":
+            crashed.append(run)
+            _line(bar, outcome, run, result)
+            continue
+        if outcome.status == "failed":
+            result.failed[outcome.run_id] = outcome.reason
+        else:  # done, already_done
+            result.done += 1
+        bar.update(1)
+        _line(bar, outcome, run, result)
+    return crashed, (_wait_for_others(waiting, options, bar) if waiting else [])
+
+
+def _line(bar: tqdm, outcome: RunOutcome, run: SweepRun, result: SweepResult) -> None:
+    seconds = f" in {outcome.seconds:.0f} s" if outcome.seconds is not None else ""
+    reason = f": {outcome.reason}" if outcome.reason else ""
+    bar.write(f"finish [{result.done + len(result.failed)}/{result.total}] {run.run_id} alpha={run.alpha_label} "
+              f"seed={run.config.seed}: {outcome.status}{seconds}{reason}"
+              f" ({result.done} done, {len(result.failed)} failed)")
+
+
+def run_sweep(name: str, folder: SweepFolder, runs: list[SweepRun], executor, analyses: tuple[str, ...] = (),
+              retry_failed: bool = False, stale_after: float = claims.DEFAULT_STALE_AFTER,
+              poll_seconds: float = 5.0, progress: bool = True, trainer: str = DEFAULT_TRAINER) -> SweepResult:
+    """Run every run of a sweep that is not done, then write results.parquet / results.csv.
+
+    Args:
+        name: the sweep's name (recorded in sweep.json).
+        folder: the sweep folder; runs: its expanded grid (SweepFolder.runs_for).
+        executor: from selectivity.sweep.executors.make_executor; closed by the caller.
+        analyses: post-sweep analyses whose rows are appended to the table.
+        retry_failed: rerun runs that failed before (default: keep them as failed).
+        stale_after: heartbeat age (s) after which another worker's claim is taken over.
+        poll_seconds: how often to look at runs claimed by other workers.
+        progress: show the overall tqdm bar.
+        trainer: "module:function" that trains one run (train_run's signature).
+    Returns:
+        Counts and failure reasons; exit_code is the number of failed runs.
+    Raises:
+        KeyboardInterrupt: after the executor stopped its workers (checkpoints stay).
+    """
+    folder = SweepFolder(folder.path.resolve())  # Ray workers do not share our working directory
+    runs = [SweepRun(run.config, run.alpha_label, run.path.resolve()) for run in runs]
+    folder.write_manifest(name, runs, analyses)
+    options = _Options(stale_after, retry_failed, trainer, poll_seconds)
+    result = SweepResult(total=len(runs))
+    todo, crash_counts = [], Counter()
+    for run in runs:
+        state = run_state(run.directory, stale_after)
+        if state.state == "done":
+            result.done += 1
+        elif state.state == "failed" and not retry_failed:
+            result.failed[run.run_id] = state.detail
+        else:
+            todo.append(run)
+    with tqdm(total=len(runs), initial=result.done + len(result.failed), desc=f"sweep {name}", unit="run",
+              disable=not progress) as bar:
+        while todo:
+            crashed, freed = _dispatch(todo, folder, executor, options, result, bar)
+            todo = freed
+            for run in crashed:
+                crash_counts[run.run_id] += 1
+                if crash_counts[run.run_id] < CRASHES_BEFORE_FAILED:
+                    todo.append(run)  # resumes from its checkpoint
+                    continue
+                reason = f"its worker process died {CRASHES_BEFORE_FAILED} times (killed, or out of memory)"
+                _record_crash(run, reason, stale_after)
+                result.failed[run.run_id] = reason
+                bar.update(1)
+    table = build_results(runs, folder, analyses)
+    write_results(folder, table)
+    result.results_path = folder.results_parquet
+    return result

@@ -1,0 +1,109 @@
+"""What state a run folder is in, how to repair a corrupt one, and its timing record.
+
+    done         done.json exists and every file it names is whole (RunDirectory.is_done)
+    running      a live worker holds its claim
+    failed       failed.json records why (NaN loss, an exception, a worker that kept dying)
+    corrupt      results that cannot be trusted (a done.json that does not match the files,
+                 an unreadable metrics.jsonl or units.parquet): redone from scratch
+    interrupted  a checkpoint and no live claim: resumes from the checkpoint
+    pending      nothing yet
+
+    <run folder>/timing.json   {"attempts": [{"host", "pid", "start", "end", "outcome", "resumed"}]}
+                               written by the sweep worker while it holds the claim
+"""
+import json
+import socket
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as parquet
+
+from selectivity import atomic
+from selectivity.claims import DEFAULT_STALE_AFTER, claim_is_stale, read_claim
+from selectivity.store import RunDirectory
+
+TIMING_FILE = "timing.json"
+
+
+@dataclass(frozen=True)
+class RunState:
+    state: str  # done | running | failed | corrupt | interrupted | pending
+    detail: str = ""  # failure reason, claim holder, or what is corrupt
+
+
+def corruption(directory: RunDirectory) -> str:
+    """Why a not-done folder's results cannot be trusted, or "" when they can (or are absent)."""
+    if directory.done_path.exists():
+        return "done.json does not match the files it names"
+    try:
+        directory.read_metrics(strict=True)
+    except Exception:
+        return "metrics.jsonl is truncated or unreadable"
+    if directory.units_path.exists():
+        try:
+            parquet.read_metadata(directory.units_path)
+        except Exception:
+            return "units.parquet is truncated or unreadable"
+    return ""
+
+
+def run_state(directory: RunDirectory, stale_after: float = DEFAULT_STALE_AFTER) -> RunState:
+    """Classify one run folder (see module docstring); a done run is always "done"."""
+    if directory.is_done():
+        return RunState("done")
+    claim = read_claim(directory.path)
+    if claim is not None and not claim_is_stale(claim, stale_after):
+        return RunState("running", f"{claim.get('host', '?')}:{claim.get('pid', '?')}")
+    failure = directory.failure() if directory.failed_path.exists() else None
+    if failure is not None:
+        return RunState("failed", f"{failure.get('reason', '?')} (epoch {failure.get('epoch', '?')})")
+    reason = corruption(directory)
+    if reason:
+        return RunState("corrupt", reason)
+    if directory.checkpoint_path.exists():
+        return RunState("interrupted", "resumes from checkpoint.pt")
+    return RunState("pending")
+
+
+def clear_results(directory: RunDirectory) -> None:
+    """Remove every result file of a corrupt or to-be-retried run, so it is redone from scratch.
+
+    config.json (which names the run) and timing.json (its history) stay.
+    """
+    for path in (directory.done_path, directory.failed_path, directory.metrics_path, directory.units_path,
+                 directory.units_csv_path, directory.checkpoint_path):
+        path.unlink(missing_ok=True)
+
+
+# --- timing ---------------------------------------------------------------------------------
+def read_timing(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / TIMING_FILE
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"attempts": []}
+
+
+def start_attempt(run_dir: str | Path, resumed: bool) -> None:
+    """Record that this process starts (or resumes) the run; call only while holding its claim."""
+    timing = read_timing(run_dir)
+    timing["attempts"].append({"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
+                               "end": None, "outcome": None, "resumed": resumed})
+    atomic.write_json(Path(run_dir) / TIMING_FILE, timing)
+
+
+def finish_attempt(run_dir: str | Path, outcome: str) -> float:
+    """Close this process's open attempt with its outcome; returns its duration in seconds."""
+    timing = read_timing(run_dir)
+    attempt = timing["attempts"][-1]
+    attempt["end"], attempt["outcome"] = time.time(), outcome
+    atomic.write_json(Path(run_dir) / TIMING_FILE, timing)
+    return attempt["end"] - attempt["start"]
+
+
+def training_seconds(run_dir: str | Path) -> float | None:
+    """Seconds spent in finished attempts (None if no attempt finished): the run's cost for ETAs."""
+    finished = [a["end"] - a["start"] for a in read_timing(run_dir)["attempts"] if a.get("end")]
+    return sum(finished) if finished else None

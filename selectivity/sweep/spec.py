@@ -1,0 +1,158 @@
+"""Sweep spec files (TOML) and their expansion into runs.
+
+    name = "digits-alpha"                 # the sweep folder's name (default: the file's stem)
+    base = "../small-cnn-digits.toml"     # experiment config, relative to this file
+    alphas = [-10, -1, 0, 1, "0x5,-20"]   # numbers or per-epoch schedules
+    seeds = 3                             # a count (0, 1, 2) or a list [0, 4, 7]
+    analyses = []                         # post-sweep analyses by name (selectivity.sweep.analyses)
+
+    [overrides]                           # dotted config keys applied to the base config
+    "train.epochs" = 3
+
+`--set key=value` on the command line overrides a spec key (name, base, alphas, seeds,
+analyses) or, for a dotted key, a config setting.
+"""
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from selectivity.alpha_schedule import parse_alpha
+from selectivity.config import ExperimentConfig, load_config
+from selectivity.errors import SelectivityError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SPEC_KEYS = ("name", "base", "alphas", "seeds", "analyses", "overrides")
+SWEPT_SETTINGS = ("regularizer.alpha", "seed")  # set by the grid, not by overrides
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    base: Path  # absolute path of the base experiment config
+    alphas: tuple[float | str, ...]
+    seeds: tuple[int, ...]
+    overrides: dict = field(default_factory=dict)
+    analyses: tuple[str, ...] = ()
+
+
+def alpha_label(alpha: float | str) -> str:
+    """The alpha as written: numbers in shortest form (10.0 -> "10"), schedules verbatim."""
+    if isinstance(alpha, str):
+        return alpha.strip()
+    short = format(alpha, "g")
+    return short if float(short) == alpha else repr(float(alpha))
+
+
+def _normalize_alpha(alpha, where: str) -> float | str:
+    """A number, or a schedule string; a string holding one plain number becomes that number."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, str)):
+        raise SelectivityError(f"{where} = {alpha!r}: expected a number or a schedule string such as '0x5,-20'")
+    segments = parse_alpha(alpha)
+    if isinstance(alpha, str) and len(segments) == 1 and segments[0][1] is None:
+        return segments[0][0]  # "-1" and -1 are the same run: give them the same hash
+    return float(alpha) if not isinstance(alpha, str) else alpha.strip()
+
+
+def _seeds(value, where: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return tuple(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        if len(set(value)) != len(value):
+            raise SelectivityError(f"{where} = {value!r} repeats a seed; expected distinct seeds")
+        return tuple(value)
+    raise SelectivityError(f"{where} = {value!r}: expected a count >= 1 or a non-empty list of integer seeds")
+
+
+def parse_set_values(assignments: list[str]) -> dict:
+    """["train.epochs=2", "alphas=[0, 1]"] -> {"train.epochs": 2, "alphas": [0, 1]}; values are TOML,
+    and a value that is not TOML (a bare word such as cifar10) is taken as a string."""
+    values = {}
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or not key.strip():
+            raise SelectivityError(f"--set {assignment!r} is malformed; expected key=value (e.g. train.epochs=3)")
+        try:
+            value = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        values[key.strip()] = value
+    return values
+
+
+def spec_from_dict(values: dict, spec_dir: Path, default_name: str, where: str = "sweep spec") -> SweepSpec:
+    """Check the spec's keys and types; relative `base` paths are resolved against spec_dir."""
+    unknown = [key for key in values if key not in SPEC_KEYS]
+    if unknown:
+        raise SelectivityError(f"{where} has unknown key(s) {unknown}; valid keys are: {', '.join(SPEC_KEYS)}")
+    for key in ("base", "alphas"):
+        if key not in values:
+            raise SelectivityError(f"{where} lacks '{key}'; expected base = \"config.toml\" and alphas = [...]")
+    if not isinstance(values["alphas"], list) or not values["alphas"]:
+        raise SelectivityError(f"{where}: alphas = {values['alphas']!r}; expected a non-empty list")
+    overrides = values.get("overrides", {})
+    if not isinstance(overrides, dict):
+        raise SelectivityError(f"{where}: overrides must be a table of dotted keys; got {overrides!r}")
+    for key in SWEPT_SETTINGS:
+        if key in overrides:
+            raise SelectivityError(f"{where}: override '{key}' is set by the sweep grid; use alphas/seeds instead")
+    analyses = values.get("analyses", [])
+    if not isinstance(analyses, list) or not all(isinstance(name, str) for name in analyses):
+        raise SelectivityError(f"{where}: analyses = {analyses!r}; expected a list of analysis names")
+    alphas = tuple(_normalize_alpha(a, f"alphas[{i}]") for i, a in enumerate(values["alphas"]))
+    labels = [alpha_label(alpha) for alpha in alphas]
+    if len(set(labels)) != len(labels):
+        raise SelectivityError(f"{where}: alphas {labels} repeat a value; expected each alpha once")
+    return SweepSpec(
+        name=str(values.get("name", default_name)),
+        base=(spec_dir / str(values["base"])).resolve(),
+        alphas=alphas,
+        seeds=_seeds(values.get("seeds", 1), "seeds"),
+        overrides=dict(overrides),
+        analyses=tuple(analyses),
+    )
+
+
+def load_sweep_spec(path: str | Path, cli_overrides: dict | None = None) -> SweepSpec:
+    """Read a sweep spec file and apply command-line overrides.
+
+    Args:
+        path: the TOML spec.
+        cli_overrides: {"seeds": 2, "train.epochs": 1, ...} (see parse_set_values): dotted keys
+            are config settings, the others spec keys.
+    Returns:
+        The checked SweepSpec (the base config is loaded later, by expand_runs).
+    """
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SelectivityError(f"sweep spec {path} does not exist; expected a TOML sweep spec") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SelectivityError(f"sweep spec {path} is not valid TOML ({error})") from None
+    for key, value in (cli_overrides or {}).items():
+        if "." in key:
+            values.setdefault("overrides", {})[key] = value
+        else:
+            values[key] = value
+    return spec_from_dict(values, path.parent, path.stem, where=f"sweep spec {path}")
+
+
+def base_config(spec: SweepSpec) -> ExperimentConfig:
+    """The base experiment config with the spec's overrides applied."""
+    return load_config(spec.base, spec.overrides)
+
+
+def grid_configs(spec: SweepSpec) -> list[tuple[ExperimentConfig, str]]:
+    """(config, alpha_label) for every alpha x seed, alpha-major (all seeds of an alpha together)."""
+    base = base_config(spec)
+    grid = []
+    for alpha in spec.alphas:
+        regularizer = dataclasses.replace(base.regularizer, alpha=alpha)
+        for seed in spec.seeds:
+            grid.append((dataclasses.replace(base, regularizer=regularizer, seed=seed), alpha_label(alpha)))
+    return grid

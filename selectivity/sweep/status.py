@@ -1,0 +1,76 @@
+"""`selectivity status`: each run's state, the sweep's progress and its expected time left.
+
+The time left is estimated from the training time of done runs (timing.json): the mean
+run time x the runs still to do, less what running runs have already spent, divided by
+the number of runs in flight (at least one).
+"""
+import time
+from dataclasses import dataclass
+
+from selectivity.claims import DEFAULT_STALE_AFTER, read_claim
+from selectivity.sweep.layout import SweepRun
+from selectivity.sweep.run_state import RunState, run_state, training_seconds
+
+SHOWN_STATE = {"corrupt": "pending-redo", "interrupted": "pending-resume"}
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run: SweepRun
+    state: RunState
+    seconds: float | None  # done: training time; running: time since its claim; else None
+
+    @property
+    def shown_state(self) -> str:
+        return SHOWN_STATE.get(self.state.state, self.state.state)
+
+
+def sweep_status(runs: list[SweepRun], stale_after: float = DEFAULT_STALE_AFTER) -> list[RunStatus]:
+    """The state of every run of a sweep, in grid order."""
+    rows = []
+    for run in runs:
+        state = run_state(run.directory, stale_after)
+        seconds = None
+        if state.state == "done":
+            seconds = training_seconds(run.path)
+        elif state.state == "running":
+            claim = read_claim(run.path) or {}
+            seconds = time.time() - claim["started"] if "started" in claim else None
+        rows.append(RunStatus(run, state, seconds))
+    return rows
+
+
+def seconds_left(rows: list[RunStatus]) -> float | None:
+    """Expected seconds until the sweep is done (None until some done run has a timing)."""
+    durations = [row.seconds for row in rows if row.state.state == "done" and row.seconds is not None]
+    if not durations:
+        return None
+    mean = sum(durations) / len(durations)
+    running = [row for row in rows if row.state.state == "running"]
+    to_start = sum(row.state.state not in ("done", "failed", "running") for row in rows)
+    work = to_start * mean + sum(max(mean - (row.seconds or 0.0), 0.0) for row in running)
+    return work / max(len(running), 1)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def format_status(name: str, rows: list[RunStatus]) -> str:
+    """A summary line and a plain aligned table: run, alpha, seed, state, time, detail."""
+    counts = {state: sum(row.state.state == state for row in rows) for state in ("done", "running", "failed")}
+    pending = len(rows) - sum(counts.values())
+    left = seconds_left(rows)
+    estimate = "unknown until a run is done" if left is None else f"about {_duration(left)}"
+    header = (f"sweep {name}: {counts['done']} of {len(rows)} done, {counts['running']} running, "
+              f"{counts['failed']} failed, {pending} pending; expected time left: {estimate}")
+    table = [("run", "alpha", "seed", "state", "time", "detail")]
+    table += [(row.run.run_id, row.run.alpha_label, str(row.run.config.seed), row.shown_state,
+               _duration(row.seconds), row.state.detail) for row in rows]
+    widths = [max(len(line[column]) for line in table) for column in range(len(table[0]) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1] for line in table]
+    return "\n".join([header, ""] + [line.rstrip() for line in lines])

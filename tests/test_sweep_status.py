@@ -1,0 +1,91 @@
+"""`selectivity status`: every state a run folder can be in, progress and the time-left estimate."""
+import json
+
+from selectivity import claims
+from selectivity.cli import main
+from selectivity.sweep import SweepFolder, format_status, sweep_status
+from selectivity.sweep.run_state import TIMING_FILE, finish_attempt, start_attempt
+from selectivity.sweep.status import seconds_left
+from tests import sweep_fake_trainer as fake
+from tests.test_sweep_results import make_runs
+
+
+def set_timing(run, seconds: float) -> None:
+    (run.path / TIMING_FILE).write_text(json.dumps({"attempts": [
+        {"host": "h", "pid": 1, "start": 1000.0, "end": 1000.0 + seconds, "outcome": "done", "resumed": False}]}))
+
+
+def build_sweep(tmp_path):
+    """Six runs: done, done, running (claimed by us), failed, corrupt, interrupted; plus one pending."""
+    folder = SweepFolder(tmp_path)
+    runs = make_runs(folder, alphas=(-1.0, 0.0, 1.0), seeds=(0, 1))
+    set_timing(runs[0], 100.0)
+    set_timing(runs[1], 300.0)
+    for run in runs[2:]:
+        run.directory.done_path.unlink()
+    held = claims.try_claim(runs[2].path)
+    runs[3].directory.mark_failed("loss is nan", 3)
+    runs[4].directory.metrics_path.write_text('{"epoch": 1, "al')
+    pending = make_runs(folder, alphas=(5.0,), seeds=(0,), epochs=1)[0]
+    for path in pending.path.iterdir():
+        path.unlink()
+    return folder, runs + [pending], held
+
+
+def test_every_state_is_reported(tmp_path):
+    folder, runs, held = build_sweep(tmp_path)
+    rows = sweep_status(runs)
+    assert [row.shown_state for row in rows] == ["done", "done", "running", "failed", "pending-redo",
+                                                 "pending-resume", "pending"]
+    assert rows[0].seconds == 100.0 and rows[2].seconds is not None and rows[2].seconds < 60
+    assert rows[3].state.detail == "loss is nan (epoch 3)"
+    assert "metrics.jsonl" in rows[4].state.detail
+    text = format_status("demo", rows)
+    assert text.splitlines()[0].startswith("sweep demo: 2 of 7 done, 1 running, 1 failed, 3 pending")
+    for row in rows:
+        assert any(row.run.run_id in line and row.shown_state in line for line in text.splitlines())
+    held.release()
+    assert sweep_status(runs)[2].shown_state == "pending-resume"  # the checkpoint stays: it resumes
+
+
+def test_time_left_uses_done_runs_and_the_runs_in_flight(tmp_path):
+    folder, runs, held = build_sweep(tmp_path)
+    rows = sweep_status(runs)
+    running_for = rows[2].seconds
+    # mean 200 s; 3 runs to start (corrupt, interrupted, pending) + the running one's rest; 1 in flight
+    assert abs(seconds_left(rows) - (3 * 200 + (200 - running_for))) < 5
+    assert "expected time left: about" in format_status("demo", rows)
+    no_timings = [row for row in rows if row.state.state != "done"]
+    assert seconds_left(no_timings) is None
+    assert "unknown until a run is done" in format_status("demo", no_timings)
+    held.release()
+
+
+def test_timing_records_each_attempt(tmp_path):
+    start_attempt(tmp_path, resumed=False)
+    finish_attempt(tmp_path, "done")
+    start_attempt(tmp_path, resumed=True)
+    attempts = json.loads((tmp_path / TIMING_FILE).read_text())["attempts"]
+    assert [(a["resumed"], a["outcome"]) for a in attempts] == [(False, "done"), (True, None)]
+    assert attempts[1]["end"] is None and attempts[0]["end"] >= attempts[0]["start"]
+
+
+def test_status_command_on_a_spec_and_on_a_folder(tmp_path, capsys):
+    (tmp_path / "base.toml").write_text("[train]\nepochs = 1\n")
+    spec = tmp_path / "s.toml"
+    spec.write_text('base = "base.toml"\nalphas = [0, 1]\nseeds = 1\n')
+    assert main(["status", str(spec), "--store", str(tmp_path / "sweep")]) == 0
+    assert "0 of 2 done" in capsys.readouterr().out
+    from selectivity.sweep import load_sweep_spec
+
+    loaded = load_sweep_spec(spec)
+    folder = SweepFolder(tmp_path / "sweep")
+    runs = folder.runs_for(loaded)
+    folder.write_manifest(loaded.name, runs)
+    fake.train_run(runs[0].config, runs[0].path)
+    assert main(["status", str(tmp_path / "sweep")]) == 0
+    output = capsys.readouterr().out
+    assert "sweep s: 1 of 2 done" in output and runs[0].run_id in output
+    assert main(["status", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
