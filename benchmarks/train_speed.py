@@ -1,0 +1,144 @@
+"""Seconds per 50,000-image ResNet20/CIFAR-10 epoch at batch 128, three ways, one device, one run.
+
+    python benchmarks/train_speed.py [--device auto|cpu|cuda] [--steps 30] [--data-root DIR]
+
+(a) this trainer with alpha = -1, (b) this trainer with alpha = 0, (c) a standard loop:
+torchvision transforms in DataLoader workers, eager fp32, the baseline. Each is timed over
+--steps optimisation steps after warm-up steps and scaled to a 50,000-image epoch. Prints
+one JSON object with the times and the ratios (c)/(a) and (a)/(b).
+Uses real CIFAR-10 when --data-root holds it, else random uint8 images of the same shape
+(the time of a step does not depend on pixel values).
+"""
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+from PIL import Image
+
+from selectivity.config import DataSettings, ExperimentConfig, ModelSettings, TrainSettings
+from selectivity.data import DatasetSplits, LabelledImages, load_dataset
+from selectivity.models import create_model
+from selectivity.regularizer import SelectivityRegularizer
+from selectivity.train.augment import draw_epoch_randomness
+from selectivity.train.epoch import train_epoch
+from selectivity.train.loop import make_optimizer
+from selectivity.train.setup import resolve_device
+
+EPOCH_IMAGES, BATCH = 50_000, 128
+
+
+def cifar_like(data_root: str | None, num_images: int) -> DatasetSplits:
+    if data_root:
+        data = load_dataset("cifar10", root=data_root)
+        split = LabelledImages(data.train.images[:num_images].contiguous(), data.train.labels[:num_images].contiguous())
+        return DatasetSplits("cifar10", split, split, data.class_names, data.mean, data.std)
+    generator = torch.Generator().manual_seed(0)
+    split = LabelledImages(torch.randint(0, 256, (num_images, 3, 32, 32), dtype=torch.uint8, generator=generator),
+                           torch.arange(num_images) % 10)
+    return DatasetSplits("random", split, split, tuple("0123456789"), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_trainer(data: DatasetSplits, alpha: float, device: torch.device, warmup: int, steps: int) -> float:
+    """Seconds per step of selectivity's own epoch loop (device-resident data, batch augmentation)."""
+    config = ExperimentConfig(
+        data=DataSettings(dataset="cifar10", crop_padding=4, flip=True), model=ModelSettings(name="resnet20"),
+        train=TrainSettings(epochs=1, batch_size=BATCH, lr=0.1), device=str(device),
+    )
+    torch.manual_seed(0)
+    model = create_model("resnet20", 10).to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config, device)
+    images, labels = data.train.images.to(device), data.train.labels.to(device)
+    use_bf16 = device.type == "cuda"
+    seconds = []
+    for count in (warmup, steps):
+        subset = slice(0, count * BATCH)
+        randomness = draw_epoch_randomness(torch.Generator().manual_seed(0), count * BATCH, 4, True).to(device)
+        synchronize(device)
+        started = time.perf_counter()
+        train_epoch(model, optimizer, SelectivityRegularizer(alpha, 10), data, images[subset], labels[subset],
+                    randomness, config, 0, use_bf16, False, "bench")
+        synchronize(device)
+        seconds.append((time.perf_counter() - started) / count)
+    return seconds[-1]
+
+
+class UintImages(torch.utils.data.Dataset):
+    """The torchvision CIFAR10 pipeline: PIL image -> transforms, one sample at a time."""
+
+    def __init__(self, split: LabelledImages, transform):
+        self.images = split.images.permute(0, 2, 3, 1).numpy()  # [N, H, W, C]
+        self.labels = split.labels.numpy()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+def time_standard_loop(data: DatasetSplits, device: torch.device, warmup: int, steps: int, workers: int) -> float:
+    """Seconds per step of the common reference loop (DataLoader workers, eager fp32)."""
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(data.mean, data.std)])
+    loader = torch.utils.data.DataLoader(UintImages(data.train, transform), batch_size=BATCH, shuffle=True,
+                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         persistent_workers=workers > 0, drop_last=True)
+    torch.manual_seed(0)
+    model = create_model("resnet20", 10).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    batches = iter(loader)
+    synchronize(device)
+    for step in range(warmup + steps):
+        if step == warmup:
+            synchronize(device)
+            started = time.perf_counter()
+        inputs, labels = next(batches)
+        inputs, labels = inputs.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        loss = torch.nn.functional.cross_entropy(model(inputs), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    synchronize(device)
+    return (time.perf_counter() - started) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--data-root")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+    data = cifar_like(args.data_root, (args.warmup + args.steps) * BATCH)
+    per_epoch = EPOCH_IMAGES / BATCH
+    baseline = time_standard_loop(data, device, args.warmup, args.steps, args.workers) * per_epoch
+    regularized = time_trainer(data, -1.0, device, args.warmup, args.steps) * per_epoch
+    plain = time_trainer(data, 0.0, device, args.warmup, args.steps) * per_epoch
+    print(json.dumps({
+        "benchmark": "train_speed", "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "data": data.name, "batch_size": BATCH, "steps_timed": args.steps, "loader_workers": args.workers,
+        "seconds_per_epoch": {"a_trainer_alpha_-1": round(regularized, 2), "b_trainer_alpha_0": round(plain, 2),
+                              "c_standard_loop": round(baseline, 2)},
+        "speedup_c_over_a": round(baseline / regularized, 3),
+        "ratio_a_over_b": round(regularized / plain, 3),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
