@@ -3,7 +3,7 @@ import shlex
 import sys
 
 from selectivity.claims import DEFAULT_STALE_AFTER
-from selectivity.sweep import load_sweep_spec, make_executor, parse_set_values, run_sweep, sweep_folder_for
+from selectivity.sweep import make_executor, open_sweep, parse_set_values, run_sweep
 from selectivity.sweep.executors import RUNS_PER_GPU
 from selectivity.sweep.worker import DEFAULT_TRAINER
 
@@ -13,7 +13,8 @@ def add_parser(subparsers) -> None:
         "sweep", help="run an alpha x seed sweep (resumable; local processes or Ray)",
         description="Expand a sweep spec into runs, run those not done, and write results.parquet and "
                     "results.csv in the sweep folder. Exit code: the number of failed runs (0: all done).")
-    parser.add_argument("spec", help="sweep spec file (TOML; see docs/sweeps.md)")
+    parser.add_argument("spec", help="sweep spec file (TOML; see docs/sweeps.md), or a sweep folder to rerun "
+                                     "the grid recorded in its sweep.json")
     parser.add_argument("--executor", choices=("local", "ray"), default="local", help="where runs execute")
     parser.add_argument("--workers", type=int, default=None,
                         help="local: concurrent runs (default: one per 2 CPU cores, or --runs-per-gpu per GPU; "
@@ -23,7 +24,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--cpus-per-run", type=int, default=None,
                         help="ray: CPUs per run (default 1 with GPUs, else 2)")
     parser.add_argument("--store", default=None, help="the sweep folder (default: $SELECTIVITY_RUNS or ./runs, "
-                                                      "then the sweep's name)")
+                                                      "then the sweep's name); ignored when SPEC is a folder")
     parser.add_argument("--set", dest="assignments", action="append", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override a spec key (seeds=2) or a config setting (train.epochs=3)")
     parser.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
@@ -43,23 +44,21 @@ def _resume_command(args) -> str:
 
 def run(args) -> int:
     assignments = [assignment for group in args.assignments for assignment in group]
-    spec = load_sweep_spec(args.spec, parse_set_values(assignments))
-    folder = sweep_folder_for(spec, args.store)
-    runs = folder.runs_for(spec)
+    name, folder, runs, analyses = open_sweep(args.spec, args.store, parse_set_values(assignments))
     executor = make_executor(args.executor, workers=args.workers, address=args.address,
                              runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run)
-    print(f"sweep {spec.name}: {len(spec.alphas)} alphas x {len(spec.seeds)} seeds = {len(runs)} runs "
-          f"in {folder.path}", flush=True)
+    alphas, seeds = len({run.alpha_label for run in runs}), len({run.config.seed for run in runs})
+    print(f"sweep {name}: {alphas} alphas x {seeds} seeds = {len(runs)} runs in {folder.path}", flush=True)
     try:
-        result = run_sweep(spec.name, folder, runs, executor, spec.analyses, retry_failed=args.retry_failed,
+        result = run_sweep(name, folder, runs, executor, analyses, retry_failed=args.retry_failed,
                            stale_after=args.stale_after, progress=not args.no_progress, trainer=args.trainer)
     except KeyboardInterrupt:
-        print(f"sweep {spec.name}: interrupted; finished runs and checkpoints are kept. "
+        print(f"sweep {name}: interrupted; finished runs and checkpoints are kept. "
               f"Resume with: {_resume_command(args)}", file=sys.stderr)
         return 130
     finally:
         executor.close()
-    print(f"sweep {spec.name}: {result.done} of {result.total} done, {len(result.failed)} failed; "
+    print(f"sweep {name}: {result.done} of {result.total} done, {len(result.failed)} failed; "
           f"results: {result.results_path}")
     for run_id, reason in result.failed.items():
         print(f"  failed {run_id}: {reason}")

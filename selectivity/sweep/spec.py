@@ -128,6 +128,8 @@ def load_sweep_spec(path: str | Path, cli_overrides: dict | None = None) -> Swee
         The checked SweepSpec (the base config is loaded later, by expand_runs).
     """
     path = Path(path)
+    if path.is_dir():
+        raise SelectivityError(f"sweep spec {path} is a folder; expected a TOML sweep spec file")
     try:
         values = tomllib.loads(path.read_text())
     except FileNotFoundError:
