@@ -1,5 +1,6 @@
 """`selectivity sweep SPEC`: run every run of an alpha x seed sweep that is not done yet."""
 import shlex
+import signal
 import sys
 
 from selectivity.claims import DEFAULT_STALE_AFTER
@@ -42,7 +43,19 @@ def _resume_command(args) -> str:
     return " ".join(shlex.quote(word) for word in words)
 
 
+def _stop_like_ctrl_c(signum, frame):
+    raise KeyboardInterrupt  # a scheduler's SIGTERM (preemption) stops the sweep as Ctrl-C does
+
+
 def run(args) -> int:
+    previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    try:
+        return _sweep(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _sweep(args) -> int:
     assignments = [assignment for group in args.assignments for assignment in group]
     name, folder, runs, analyses = open_sweep(args.spec, args.store, parse_set_values(assignments))
     executor = make_executor(args.executor, workers=args.workers, address=args.address,
