@@ -8,7 +8,8 @@ import pytest
 from selectivity.config import ExperimentConfig, TrainSettings
 from selectivity.errors import SelectivityError
 from selectivity.report.tables import load_results, prepare_table, run_network_table, unit_selectivity
-from selectivity.sweep import COLUMNS, SweepFolder, SweepRun, build_results, register_analysis, write_results
+from selectivity.sweep import (COLUMNS, SweepFolder, SweepRun, build_results, list_analyses, register_analysis,
+                               write_results)
 from selectivity.sweep.run_state import run_state
 from selectivity.store import run_path
 from tests import sweep_fake_trainer as fake
@@ -123,6 +124,13 @@ def test_post_sweep_analyses_append_rows(tmp_path):
         build_results(runs, folder, analyses=("nope",))
     with pytest.raises(SelectivityError, match="cannot be loaded"):
         build_results(runs, folder, analyses=("tests.nowhere:rows",))
+
+
+def test_builtin_analyses_are_found_by_name():
+    from selectivity.sweep.analyses import get_analysis
+    from selectivity.sweep.off_axis import off_axis_control
+
+    assert get_analysis("cca") is off_axis_control and "cca" in list_analyses()
 
 
 def test_metrics_layer_order_sets_layer_index_even_if_units_differ(tmp_path):

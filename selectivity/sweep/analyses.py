@@ -27,6 +27,14 @@ class AnalysisContext:
 
 Analysis = Callable[[AnalysisContext], "pd.DataFrame | list[dict]"]
 _REGISTRY: dict[str, Analysis] = {}
+# Modules that register the analyses shipped with selectivity; imported on first lookup, not
+# here: they import torch and models, which the sweep's bookkeeping does not need.
+BUILTIN_MODULES = ("selectivity.sweep.off_axis",)  # "cca": the off-axis control (PAPER.md 4.3)
+
+
+def _register_builtins() -> None:
+    for module_name in BUILTIN_MODULES:
+        importlib.import_module(module_name)
 
 
 def register_analysis(name: str) -> Callable[[Analysis], Analysis]:
@@ -40,11 +48,13 @@ def register_analysis(name: str) -> Callable[[Analysis], Analysis]:
 
 
 def list_analyses() -> list[str]:
+    _register_builtins()
     return sorted(_REGISTRY)
 
 
 def get_analysis(name: str) -> Analysis:
     """A registered analysis, or the function named by "package.module:function"."""
+    _register_builtins()
     if name in _REGISTRY:
         return _REGISTRY[name]
     module_name, colon, function_name = name.partition(":")
