@@ -65,13 +65,14 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
         raise SelectivityError(f"{config_path} is not a run config ({error!r}); expected {{'hash', 'non_default', 'config'}}") from None
 
 
-def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Weights from a file holding a state_dict or a dict with key "model" (our checkpoints).
+
+    Always loaded with weights_only=True (no arbitrary unpickling): our checkpoints hold
+    only tensors, numbers and state dicts, so they load that way too.
 
     Args:
         path: the .pt/.pth file.
-        trusted: allow full unpickling when the safe loader refuses (our own run checkpoints,
-            which may hold optimizer or RNG state); user-supplied weights stay weights_only.
 
     Returns:
         {parameter name: tensor}, with torch.compile / DataParallel key prefixes removed.
@@ -82,11 +83,7 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        if not trusted:
-            raise SelectivityError(
-                f"weights file {path} holds objects other than tensors; expected a plain state_dict"
-            ) from None
-        loaded = torch.load(path, map_location="cpu", weights_only=False)
+        raise SelectivityError(f"weights file {path} holds objects other than tensors; expected a plain state_dict") from None
     except Exception as error:  # truncated zip, not a torch file at all, ...
         raise SelectivityError(f"cannot read weights file {path} ({type(error).__name__}); expected a torch.save file") from None
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
@@ -147,7 +144,7 @@ def load_run_model(run_dir: str | Path, config: ExperimentConfig, data: DatasetS
         data: the dataset it will be measured on (gives classes and input channels).
     """
     checkpoint = Path(run_dir) / "checkpoint.pt"
-    state_dict = read_state_dict(checkpoint, trusted=True)
+    state_dict = read_state_dict(checkpoint)
     label = f"{config.model.name}-{config_hash(config)}-seed_{config.seed}"
     check_input_channels(weights_input_channels(state_dict), data, label)
     model = build_model(config, data)
