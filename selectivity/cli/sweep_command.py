@@ -33,6 +33,8 @@ def add_parser(subparsers) -> None:
                         help="seconds without a heartbeat before another worker's claim is taken over")
     parser.add_argument("--trainer", default=DEFAULT_TRAINER, help="MODULE:FUNCTION that trains one run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (lines per run stay)")
+    parser.add_argument("--report", action="store_true",
+                        help="then write the report (figures, tables, HTML) into the sweep folder's report/")
     parser.set_defaults(run=run)
 
 
@@ -75,4 +77,16 @@ def _sweep(args) -> int:
           f"results: {result.results_path}")
     for run_id, reason in result.failed.items():
         print(f"  failed {run_id}: {reason}")
+    if result.done:
+        _summarize(folder.path, args.report)
     return result.exit_code
+
+
+def _summarize(sweep_folder, write_report: bool) -> None:
+    """Print the per-alpha table (mean ± std over seeds) and, if asked, write the report."""
+    from selectivity.report import load_results, report_sweep
+    from selectivity.report.console import alpha_summary_text
+
+    print(alpha_summary_text(load_results(sweep_folder)))
+    if write_report:
+        print(f"report: {report_sweep(sweep_folder)}")
