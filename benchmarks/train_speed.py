@@ -27,7 +27,7 @@ from selectivity.regularizer import SelectivityRegularizer
 from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.epoch import train_epoch
 from selectivity.train.loop import make_optimizer
-from selectivity.train.setup import resolve_device
+from selectivity.train.setup import resolve_device, uses_bf16
 
 EPOCH_IMAGES, BATCH = 50_000, 128
 
@@ -58,7 +58,7 @@ def time_trainer(data: DatasetSplits, alpha: float, device: torch.device, warmup
     model = create_model("resnet20", 10).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config, device)
     images, labels = data.train.images.to(device), data.train.labels.to(device)
-    use_bf16 = device.type == "cuda"
+    use_bf16 = uses_bf16("auto", device)  # what the trainer does on this device
     seconds = []
     for count in (warmup, steps):
         subset = slice(0, count * BATCH)
@@ -132,6 +132,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "train_speed", "device": torch.cuda.get_device_name(device) if device.type == "cuda"
         else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "trainer_precision": "bf16 autocast" if uses_bf16("auto", device) else "fp32", "baseline_precision": "fp32",
         "data": data.name, "batch_size": BATCH, "steps_timed": args.steps, "loader_workers": args.workers,
         "seconds_per_epoch": {"a_trainer_alpha_-1": round(regularized, 2), "b_trainer_alpha_0": round(plain, 2),
                               "c_standard_loop": round(baseline, 2)},

@@ -54,7 +54,7 @@ class TrainSettings:
     gamma: float = 0.1
     warmup_epochs: float = 0.0  # linear warmup from 0 (onecycle: the rise to peak lr)
     label_smoothing: float = 0.0
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | fp32 | bf16
     compile: bool = field(default=False, metadata=NOT_HASHED)  # torch.compile the model (same numbers)
     channels_last: bool = field(default=True, metadata=NOT_HASHED)
 

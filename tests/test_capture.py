@@ -79,3 +79,14 @@ def test_unknown_layer_lists_valid_names():
         UnitCapture(tiny_net(), "convs")
     with pytest.raises(SelectivityError, match="declares no block_output_layers"):
         UnitCapture(tiny_net(), "blocks")
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_spatial_mean_gradient_in_both_layouts(memory_format):
+    from selectivity.capture import reduce_to_units
+
+    maps = torch.rand(3, 4, 5, 6, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
+    assert torch.autograd.gradcheck(reduce_to_units, (maps,))
+    reduce_to_units(maps).sum().backward()
+    assert maps.grad.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(maps.grad, torch.full_like(maps, 1 / 30))

@@ -16,7 +16,7 @@ from selectivity.store import RunDirectory
 from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.checkpoint import load_checkpoint, save_checkpoint
 from selectivity.train.epoch import NonFiniteLoss, train_epoch
-from selectivity.train.setup import build_model, load_data, resolve_device
+from selectivity.train.setup import build_model, load_data, resolve_device, uses_bf16
 
 
 class RunFailed(RuntimeError):
@@ -68,7 +68,9 @@ def train_run(
     epoch, step = load_checkpoint(run.checkpoint_path, model, optimizer, generator) or (0, 0)
     records = [r for r in run.read_metrics(strict=False) if r["epoch"] <= epoch]
     run.write_metrics(records)
-    use_bf16 = config.train.precision == "bf16" or (config.train.precision == "auto" and device.type == "cuda")
+    use_bf16 = uses_bf16(config.train.precision, device)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # denormals are slow on x86 and change nothing that matters
     trained = torch.compile(model) if config.train.compile else model
     train_images, train_labels = data.train.images.to(device), data.train.labels.to(device)
     test_split = type(data.test)(data.test.images.to(device), data.test.labels.to(device))
@@ -93,6 +95,7 @@ def train_run(
         if epoch % config.evaluation.every == 0 or epoch == config.train.epochs:
             final = _measure(model, test_split, data, config, device)
             records.append(_record(epoch, alpha, optimizer, totals, final, time.perf_counter() - started))
+            records[-1]["precision"] = "bf16" if use_bf16 else "fp32"
             run.write_metrics(records)
             _log(writer, records[-1], progress)
         save_checkpoint(run.checkpoint_path, model, optimizer, generator, epoch, step)

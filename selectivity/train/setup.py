@@ -14,6 +14,27 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 convolutions beat fp32."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast (fp32 weights) for "bf16", and for "auto" on CUDA or a CPU with native bf16.
+
+    Measured on this project's 2-core AMD EPYC (AVX512-BF16) build machine, ResNet20 batch 128:
+    0.148 s/step with bf16 autocast vs 0.225 s fp32 (channels_last both).
+    """
+    if precision == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    return precision == "bf16"
+
+
 def load_data(config: ExperimentConfig) -> DatasetSplits:
     return load_dataset(config.data.dataset, root=config.data.root or None, download=config.data.download)
 
