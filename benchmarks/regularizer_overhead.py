@@ -3,7 +3,7 @@
     python benchmarks/regularizer_overhead.py [--device auto|cpu|cuda] [--steps N] [--repeats 3]
 
 One step = the trainer's step (selectivity/train/epoch.py): normalise a uint8 batch,
-forward (bf16 autocast on CUDA, fp32 on CPU), cross-entropy, + regularizer.penalty(labels),
+forward (the trainer's precision: bf16 autocast on CUDA and on CPUs with native bf16, else fp32), cross-entropy, + regularizer.penalty(labels),
 backward, SGD with momentum. ResNet20, batch 128, CIFAR-sized random data on the device.
 Three variants, each on its own copy of one initial model:
 
@@ -29,7 +29,7 @@ from torch import nn
 from selectivity.data.batches import normalize_images
 from selectivity.models import create_model
 from selectivity.regularizer import SelectivityRegularizer
-from selectivity.train.setup import resolve_device
+from selectivity.train.setup import resolve_device, uses_bf16
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 NUM_CLASSES = 10
@@ -113,7 +113,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    use_bf16 = channels_last = device.type == "cuda"
+    use_bf16 = uses_bf16("auto", device)  # as the trainer does on this device
+    channels_last = True  # the trainer's default layout
     steps = args.steps or (100 if device.type == "cuda" else 6)
     batches = make_batches(args.batch_size, device)
     torch.manual_seed(0)

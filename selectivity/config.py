@@ -167,6 +167,24 @@ def apply_overrides(values: dict, overrides: dict) -> dict:
     return values
 
 
+def parse_assignments(assignments: list[str]) -> dict:
+    """["train.lr=0.05", "alphas=[0, -1]"] -> {"train.lr": 0.05, "alphas": [0, -1]} (for --set).
+
+    Values are read as TOML (numbers, booleans, lists); a value that is not TOML (a bare
+    word such as cifar10, or a schedule such as 0x5,-20) stays a string.
+    """
+    values = {}
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or not key.strip():
+            raise SelectivityError(f"--set {assignment!r} is malformed; expected key=value (e.g. train.epochs=3)")
+        try:
+            values[key.strip()] = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            values[key.strip()] = text
+    return values
+
+
 def to_dict(config: ExperimentConfig) -> dict:
     """Nested plain dict of every setting (tuples as lists), for config.json."""
     return json.loads(json.dumps(dataclasses.asdict(config)))

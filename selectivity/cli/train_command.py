@@ -2,8 +2,8 @@
 from pathlib import Path
 
 from selectivity import paths
-from selectivity.cli.options import add_set_option, parse_assignments
-from selectivity.config import load_config
+from selectivity.cli.options import add_set_option
+from selectivity.config import load_config, parse_assignments
 from selectivity.store import run_path
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from selectivity.alpha_schedule import parse_alpha
 from selectivity.config import ExperimentConfig, load_config
+from selectivity.config import parse_assignments as parse_set_values  # noqa: F401  (the sweep API's name)
 from selectivity.errors import SelectivityError
 
 if sys.version_info >= (3, 11):
@@ -66,22 +67,6 @@ def _seeds(value, where: str) -> tuple[int, ...]:
             raise SelectivityError(f"{where} = {value!r} repeats a seed; expected distinct seeds")
         return tuple(value)
     raise SelectivityError(f"{where} = {value!r}: expected a count >= 1 or a non-empty list of integer seeds")
-
-
-def parse_set_values(assignments: list[str]) -> dict:
-    """["train.epochs=2", "alphas=[0, 1]"] -> {"train.epochs": 2, "alphas": [0, 1]}; values are TOML,
-    and a value that is not TOML (a bare word such as cifar10) is taken as a string."""
-    values = {}
-    for assignment in assignments:
-        key, equals, text = assignment.partition("=")
-        if not equals or not key.strip():
-            raise SelectivityError(f"--set {assignment!r} is malformed; expected key=value (e.g. train.epochs=3)")
-        try:
-            value = tomllib.loads(f"value = {text}")["value"]
-        except tomllib.TOMLDecodeError:
-            value = text
-        values[key.strip()] = value
-    return values
 
 
 def spec_from_dict(values: dict, spec_dir: Path, default_name: str, where: str = "sweep spec") -> SweepSpec:

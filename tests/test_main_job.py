@@ -1,0 +1,42 @@
+"""The README's main job at smoke size: the digits sweep through the CCA analysis to the report, via the CLI."""
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from selectivity.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_sweep_with_cca_and_report_end_to_end(tmp_path, capsys):
+    code = main([
+        "sweep", str(REPO / "experiments/sweeps/digits-alpha.toml"), "--store", str(tmp_path / "sweep"),
+        "--workers", "0", "--no-progress", "--report",
+        "--set", "alphas=[-1, 0, 1]", "--set", "seeds=2", "--set", "train.epochs=2",
+    ])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "test accuracy (%)" in out and "report:" in out
+    table_lines = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("-1", "0", "1")]
+    assert [line[0] for line in table_lines] == ["-1", "0", "1"] and all(line[1] == "2" for line in table_lines)
+    results = pd.read_parquet(tmp_path / "sweep" / "results.parquet")
+    assert results["run_id"].nunique() == 6
+    ratios = results[results["metric"] == "pwcca_ratio"]
+    assert set(ratios["alpha"]) == {-1.0, 1.0} and len(ratios) == 2 * 2 * 4  # runs x seeds x layers
+    page = (tmp_path / "sweep" / "report" / "index.html").read_text()
+    assert "fig5_cca_ratio_vs_alpha" in page and page.count("data:image/png;base64") >= 6
+    assert (tmp_path / "sweep" / "report" / "headline.csv").exists()
+
+
+def test_train_command_and_its_errors(tmp_path, capsys):
+    config = str(REPO / "experiments/small-cnn-digits.toml")
+    assert main(["train", config, "--epochs", "1", "--alpha", "-1", "--out", str(tmp_path), "--no-progress",
+                 "--set", "train.lr=0.02"]) == 0
+    out = capsys.readouterr().out
+    run_dir = Path(out.splitlines()[0].removeprefix("run folder: "))
+    stored = json.loads((run_dir / "config.json").read_text())["config"]
+    assert stored["train"]["lr"] == 0.02 and stored["regularizer"]["alpha"] == -1.0 and (run_dir / "done.json").exists()
+    assert main(["train", config, "--set", "train.learning_rate=1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("selectivity train: error: unknown key 'train.learning_rate'") and "\n" not in error
