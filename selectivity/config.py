@@ -143,15 +143,19 @@ def config_from_dict(values: dict) -> ExperimentConfig:
     return config
 
 
+def read_toml(path: Path, what: str) -> dict:
+    """The tables of a TOML file; a missing or malformed file is a one-line error naming `what`."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SelectivityError(f"{what} {path} does not exist; expected a TOML {what}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SelectivityError(f"{what} {path} is not valid TOML ({error})") from None
+
+
 def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentConfig:
     """Read a TOML experiment config and apply `{"train.lr": 0.05, ...}` overrides."""
-    path = Path(path)
-    try:
-        values = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SelectivityError(f"config file {path} does not exist; expected a TOML experiment config") from None
-    except tomllib.TOMLDecodeError as error:
-        raise SelectivityError(f"config file {path} is not valid TOML ({error})") from None
+    values = read_toml(Path(path), "config file")
     return config_from_dict(apply_overrides(values, overrides or {}))
 
 

@@ -43,12 +43,18 @@ def test_ratio_rows_for_each_layer_of_each_regularized_run(runs, tmp_path):
     assert (runs[2].path / "activations_test_450.npz").exists()  # cached for the next build
 
 
+def relabelled_copy(run: SweepRun, seed: int, folder) -> SweepRun:
+    """Seed 0's unregularized network filed as an alpha = 1 run of `seed`."""
+    config = ExperimentConfig(train=TrainSettings(epochs=2), regularizer=RegularizerSettings(alpha=1.0),
+                              seed=seed, device="cpu")
+    copy = SweepRun(config, "1", folder / "copy")
+    shutil.copytree(run.path, copy.path, ignore=shutil.ignore_patterns("activations_*"))
+    return copy
+
+
 def test_a_copy_of_an_unregularized_net_is_closer_than_seed_to_seed(runs, tmp_path):
     """A 'regularized' seed-2 run that is really seed 0's network: numerator mean(0, d01) < d01."""
-    copy_config = ExperimentConfig(train=TrainSettings(epochs=2), regularizer=RegularizerSettings(alpha=1.0),
-                                   seed=2, device="cpu")
-    copy = SweepRun(copy_config, "1", tmp_path / "copy")
-    shutil.copytree(runs[0].path, copy.path, ignore=shutil.ignore_patterns("activations_*"))
+    copy = relabelled_copy(runs[0], 2, tmp_path)
     rows = pd.DataFrame(off_axis_control(context(runs[:2] + [copy], tmp_path)))
     pwcca = rows[(rows["metric"] == "pwcca_ratio") & (rows["run_id"] == copy.run_id)]
     assert len(pwcca) == 4 and (pwcca["value"] < 0.75).all()
@@ -56,10 +62,7 @@ def test_a_copy_of_an_unregularized_net_is_closer_than_seed_to_seed(runs, tmp_pa
 
 def test_same_seed_baseline_is_left_out_of_the_numerator(runs, tmp_path):
     """Seed 0's own network relabelled as a regularized seed-0 run is compared with seed 1 only: ratio ~1."""
-    copy_config = ExperimentConfig(train=TrainSettings(epochs=2), regularizer=RegularizerSettings(alpha=1.0),
-                                   seed=0, device="cpu")
-    copy = SweepRun(copy_config, "1", tmp_path / "copy")
-    shutil.copytree(runs[0].path, copy.path, ignore=shutil.ignore_patterns("activations_*"))
+    copy = relabelled_copy(runs[0], 0, tmp_path)
     rows = pd.DataFrame(off_axis_control(context(runs[:2] + [copy], tmp_path)))
     pwcca = rows[(rows["metric"] == "pwcca_ratio") & (rows["run_id"] == copy.run_id)]
     assert len(pwcca) == 4 and (pwcca["value"] > 0.8).all()

@@ -13,19 +13,13 @@
 analyses) or, for a dotted key, a config setting.
 """
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from selectivity.alpha_schedule import parse_alpha
-from selectivity.config import ExperimentConfig, load_config
+from selectivity.config import ExperimentConfig, load_config, read_toml
 from selectivity.config import parse_assignments as parse_set_values  # noqa: F401  (the sweep API's name)
 from selectivity.errors import SelectivityError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SPEC_KEYS = ("name", "base", "alphas", "seeds", "analyses", "overrides")
 SWEPT_SETTINGS = ("regularizer.alpha", "seed")  # set by the grid, not by overrides
@@ -115,12 +109,7 @@ def load_sweep_spec(path: str | Path, cli_overrides: dict | None = None) -> Swee
     path = Path(path)
     if path.is_dir():
         raise SelectivityError(f"sweep spec {path} is a folder; expected a TOML sweep spec file")
-    try:
-        values = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SelectivityError(f"sweep spec {path} does not exist; expected a TOML sweep spec") from None
-    except tomllib.TOMLDecodeError as error:
-        raise SelectivityError(f"sweep spec {path} is not valid TOML ({error})") from None
+    values = read_toml(path, "sweep spec")
     for key, value in (cli_overrides or {}).items():
         if "." in key:
             values.setdefault("overrides", {})[key] = value
