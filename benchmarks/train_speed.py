@@ -65,8 +65,10 @@ def time_trainer(data: DatasetSplits, alpha: float, device: torch.device, warmup
         randomness = draw_epoch_randomness(torch.Generator().manual_seed(0), count * BATCH, 4, True).to(device)
         synchronize(device)
         started = time.perf_counter()
-        train_epoch(model, optimizer, SelectivityRegularizer(alpha, 10), data, images[subset], labels[subset],
-                    randomness, config, 0, use_bf16, False, "bench")
+        regularizer = SelectivityRegularizer(alpha, 10)
+        with regularizer.attach(model):
+            train_epoch(model, optimizer, regularizer, data, images[subset], labels[subset], randomness, config, 0,
+                        use_bf16, False, "bench")
         synchronize(device)
         seconds.append((time.perf_counter() - started) / count)
     return seconds[-1]

@@ -114,3 +114,21 @@ def test_bad_inputs_fail_before_training(tmp_path):
         train_run(digits_config(epochs=2), tmp_path / "d", progress=False)
     with pytest.raises(SelectivityError, match="train.momentum = 'high' has type str; expected float"):
         config_from_dict({"train": {"momentum": "high"}})
+
+
+@pytest.mark.slow
+def test_compiled_model_is_traced_once_across_an_alpha_schedule(tmp_path):
+    """Hooks attach once and alpha is a device tensor: epochs with other alphas reuse the trace."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    config = digits_config("-1x1,0x1,-2", epochs=3, compile=True, precision="fp32")
+    compiled = RunDirectory(tmp_path / "compiled")
+    train_run(config, compiled.path, progress=False)
+    # one graph for full batches, one for the last partial batch (1,347 = 10 x 128 + 67)
+    assert counters["stats"]["unique_graphs"] == 2
+    eager = digits_config("-1x1,0x1,-2", epochs=3, precision="fp32")
+    train_run(eager, tmp_path / "eager", progress=False)
+    first_compiled, first_eager = compiled.read_metrics()[0], RunDirectory(tmp_path / "eager").read_metrics()[0]
+    assert first_compiled["train_loss"] == pytest.approx(first_eager["train_loss"], rel=1e-4)
+    assert first_compiled["train_batch_si"] == pytest.approx(first_eager["train_batch_si"], rel=1e-2)

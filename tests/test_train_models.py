@@ -36,10 +36,11 @@ def test_one_regularized_step_changes_every_parameter(name):
     optimizer = make_optimizer(model, config, torch.device("cpu"))
     regularizer = SelectivityRegularizer(-1.0, data.num_classes)
     randomness = draw_epoch_randomness(torch.Generator().manual_seed(0), 8, 2, True)
-    totals, steps = train_epoch(
-        model, optimizer, regularizer, data, data.train.images, data.train.labels, randomness, config,
-        first_step=0, use_bf16=False, progress=False, description=name,
-    )
+    with regularizer.attach(model):
+        totals, steps = train_epoch(
+            model, optimizer, regularizer, data, data.train.images, data.train.labels, randomness, config,
+            first_step=0, use_bf16=False, progress=False, description=name,
+        )
     assert steps == 1 and torch.isfinite(totals.loss) and 0 <= float(totals.selectivity) <= 1
     unchanged = [k for k, v in model.named_parameters() if torch.equal(v, before[k])]
     assert not unchanged

@@ -1,13 +1,14 @@
 """train_run: one run from settings to a finished run folder, resuming where it stopped."""
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from selectivity.alpha_schedule import alpha_at_epoch
+from selectivity.alpha_schedule import alpha_at_epoch, parse_alpha
 from selectivity.config import ExperimentConfig
-from selectivity.data import list_datasets
+from selectivity.data import DatasetSplits, LabelledImages, list_datasets
 from selectivity.errors import SelectivityError
 from selectivity.measure import measure_model
 from selectivity.models import list_models
@@ -57,63 +58,103 @@ def train_run(
         return run.summary()
     check_names(config)
     run.claim_settings(config)  # refuses a folder that holds a different run
+    session = _start_session(config, run)
+    epoch, step = load_checkpoint(run.checkpoint_path, session.model, session.optimizer, session.generator) or (0, 0)
+    records = [r for r in run.read_metrics(strict=False) if r["epoch"] <= epoch]
+    run.write_metrics(records)
+    writer = _tensorboard_writer(config, run)
+    final = None
+    # Hooks are attached once for the whole run, so a compiled model is traced once.
+    with session.regularizer.attach(session.model):
+        while epoch < config.train.epochs:
+            started = time.perf_counter()
+            alpha = session.set_alpha(epoch)
+            randomness = draw_epoch_randomness(
+                session.generator, len(session.train_labels), config.data.crop_padding, config.data.flip
+            ).to(session.device)
+            try:
+                totals, steps = train_epoch(
+                    session.trained, session.optimizer, session.regularizer, session.data, session.train_images,
+                    session.train_labels, randomness, config, step, session.use_bf16, progress,
+                    f"epoch {epoch + 1}/{config.train.epochs} alpha={alpha:g}",
+                )
+            except NonFiniteLoss as error:
+                run.mark_failed(str(error), epoch + 1)
+                raise RunFailed(str(error), epoch + 1) from None
+            epoch, step = epoch + 1, step + steps
+            if epoch % config.evaluation.every == 0 or epoch == config.train.epochs:
+                final = _measure(session)
+                records.append(_record(session, epoch, alpha, totals, final, time.perf_counter() - started))
+                run.write_metrics(records)
+                _log(writer, records[-1], progress)
+            save_checkpoint(run.checkpoint_path, session.model, session.optimizer, session.generator, epoch, step)
+            if heartbeat:
+                heartbeat()
+    if writer:
+        writer.close()
+    if final is None:  # resumed after the last checkpoint: measure again (same numbers)
+        final = _measure(session)
+    run.write_units(final.units)
+    run.mark_done(records[-1])
+    return records[-1]
+
+
+@dataclass
+class Session:
+    """What one run holds in memory while it trains."""
+
+    config: ExperimentConfig
+    device: torch.device
+    data: DatasetSplits
+    model: torch.nn.Module
+    trained: torch.nn.Module  # the model, or its torch.compile wrapper
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # data order and augmentation; checkpointed
+    regularizer: SelectivityRegularizer
+    use_bf16: bool
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_split: LabelledImages
+
+    def set_alpha(self, epoch: int) -> float:
+        """alpha of this epoch; a tensor alpha is updated in place (no retrace when compiled)."""
+        alpha = alpha_at_epoch(self.config.regularizer.alpha, epoch)
+        if isinstance(self.regularizer.alpha, torch.Tensor):
+            self.regularizer.alpha.fill_(alpha)
+        return alpha
+
+
+def _start_session(config: ExperimentConfig, run: RunDirectory) -> Session:
     device = resolve_device(config.device)
     data = load_data(config)
     torch.manual_seed(config.seed)
     model = build_model(config, data).to(device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config, device)
-    generator = torch.Generator().manual_seed(config.seed)
-    epoch, step = load_checkpoint(run.checkpoint_path, model, optimizer, generator) or (0, 0)
-    records = [r for r in run.read_metrics(strict=False) if r["epoch"] <= epoch]
-    run.write_metrics(records)
-    use_bf16 = uses_bf16(config.train.precision, device)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # denormals are slow on x86 and change nothing that matters
-    trained = torch.compile(model) if config.train.compile else model
-    train_images, train_labels = data.train.images.to(device), data.train.labels.to(device)
-    test_split = type(data.test)(data.test.images.to(device), data.test.labels.to(device))
-    writer = _tensorboard_writer(config, run)
-    final = None
-    while epoch < config.train.epochs:
-        started = time.perf_counter()
-        alpha = alpha_at_epoch(config.regularizer.alpha, epoch)
-        regularizer = SelectivityRegularizer(alpha, data.num_classes, layers=config.regularizer.layers)
-        randomness = draw_epoch_randomness(
-            generator, len(train_labels), config.data.crop_padding, config.data.flip
-        ).to(device)
-        try:
-            totals, steps = train_epoch(
-                trained, optimizer, regularizer, data, train_images, train_labels, randomness, config,
-                step, use_bf16, progress, f"epoch {epoch + 1}/{config.train.epochs} alpha={alpha:g}",
-            )
-        except NonFiniteLoss as error:
-            run.mark_failed(str(error), epoch + 1)
-            raise RunFailed(str(error), epoch + 1) from None
-        epoch, step = epoch + 1, step + steps
-        if epoch % config.evaluation.every == 0 or epoch == config.train.epochs:
-            final = _measure(model, test_split, data, config, device)
-            records.append(_record(epoch, alpha, optimizer, totals, final, time.perf_counter() - started))
-            records[-1]["precision"] = "bf16" if use_bf16 else "fp32"
-            run.write_metrics(records)
-            _log(writer, records[-1], progress)
-        save_checkpoint(run.checkpoint_path, model, optimizer, generator, epoch, step)
-        if heartbeat:
-            heartbeat()
-    if writer:
-        writer.close()
-    if final is None:  # resumed after the last checkpoint: measure again (same numbers)
-        final = _measure(model, test_split, data, config, device)
-    run.write_units(final.units)
-    run.mark_done(records[-1])
-    return records[-1]
+    # alpha = 0 throughout: a Python 0, so nothing keeps a graph (exactly plain training);
+    # otherwise a device tensor that each epoch overwrites.
+    plain = all(value == 0 for value, _ in parse_alpha(config.regularizer.alpha))
+    alpha = 0.0 if plain else torch.zeros((), device=device)
+    return Session(
+        config=config, device=device, data=data, model=model,
+        trained=torch.compile(model) if config.train.compile else model,
+        optimizer=make_optimizer(model, config, device),
+        generator=torch.Generator().manual_seed(config.seed),
+        regularizer=SelectivityRegularizer(alpha, data.num_classes, layers=config.regularizer.layers),
+        use_bf16=uses_bf16(config.train.precision, device),
+        train_images=data.train.images.to(device), train_labels=data.train.labels.to(device),
+        test_split=LabelledImages(data.test.images.to(device), data.test.labels.to(device)),
+    )
 
 
-def _measure(model, test_split, data, config: ExperimentConfig, device):
+def _measure(session: Session):
+    config = session.config
     return measure_model(
-        model, test_split, data.num_classes, data.mean, data.std, layers=config.evaluation.layers,
-        batch_size=config.evaluation.batch_size, device=device, channels_last=config.train.channels_last,
+        session.model, session.test_split, session.data.num_classes, session.data.mean, session.data.std,
+        layers=config.evaluation.layers, batch_size=config.evaluation.batch_size, device=session.device,
+        channels_last=config.train.channels_last,
     )
 
 
@@ -141,11 +182,12 @@ def _log(writer, record: dict, progress: bool) -> None:
         )
 
 
-def _record(epoch, alpha, optimizer, totals, measurement, seconds) -> dict:
+def _record(session: Session, epoch: int, alpha: float, totals, measurement, seconds: float) -> dict:
     return {
         "epoch": epoch,
         "alpha": alpha,
-        "lr": optimizer.param_groups[0]["lr"],
+        "precision": "bf16" if session.use_bf16 else "fp32",
+        "lr": session.optimizer.param_groups[0]["lr"],
         "train_loss": totals.loss.item() / totals.images,
         "train_accuracy": totals.correct.item() / totals.images,
         "train_batch_si": totals.selectivity.item() / totals.batches,
