@@ -16,13 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"selectivity.cli.{name}_command")
-        except ModuleNotFoundError as error:
-            if error.name != f"selectivity.cli.{name}_command":
-                raise
-            continue  # subcommand not shipped in this build
-        module.add_parser(subparsers)
+        importlib.import_module(f"selectivity.cli.{name}_command").add_parser(subparsers)
     return parser
 
 
