@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pandas as pd
@@ -33,6 +34,14 @@ def test_run_writes_every_file_and_is_then_skipped(tmp_path):
     units = run.read_units()
     assert len(units) == 32 + 64 + 64 + 128 and set(units.columns) >= {"layer", "unit", "si", "dead"}
     assert train_run(digits_config(), tmp_path / "run", progress=False) == json.loads(run.done_path.read_text())["summary"]
+
+
+def test_a_seed_repeats_a_run_exactly_and_another_seed_does_not(tmp_path):
+    first = train_run(digits_config(-1.0, epochs=1), tmp_path / "a", progress=False)
+    again = train_run(digits_config(-1.0, epochs=1), tmp_path / "b", progress=False)
+    other = train_run(dataclasses.replace(digits_config(-1.0, epochs=1), seed=1), tmp_path / "c", progress=False)
+    assert without_timing([first]) == without_timing([again])
+    assert first["train_loss"] != other["train_loss"]
 
 
 def test_alpha_zero_equals_the_loop_without_regularizer(tmp_path, monkeypatch):
