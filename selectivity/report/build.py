@@ -26,7 +26,8 @@ def _cca_note(table: pd.DataFrame, notes: dict) -> str | None:
         return f"Subsampling: {notes['pwcca_subsample']}"
     values = table.loc[table["metric"] == "pwcca_subsample", "value"].dropna().unique()
     if len(values):
-        return "Subsampling: CCA inputs subsampled to " + ", ".join(f"{v:g}" for v in sorted(values))
+        images = ", ".join(f"{v:g}" for v in sorted(values))
+        return f"CCA on {images} test images, at most a tenth as many units per layer"
     return None
 
 
