@@ -43,6 +43,15 @@ def _plot_metric_vs_alpha(ax, runs, conditions, metric: str, scale: float) -> No
     use_alpha_axis(ax)
 
 
+def _clamp_to_range(ax, axis: str, low: float, high: float) -> None:
+    """Cut the view at a quantity's possible range: with few seeds a t-interval can reach
+    below 0% accuracy or above SI 1, and would otherwise stretch the axis past it."""
+    margin = 0.03 * (high - low)
+    get, set_ = (ax.get_ylim, ax.set_ylim) if axis == "y" else (ax.get_xlim, ax.set_xlim)
+    current_low, current_high = get()
+    set_(max(current_low, low - margin), min(current_high, high + margin))
+
+
 def _plot_accuracy_vs_si(ax, runs, conditions) -> None:
     """Accuracy against mean SI; each condition's error bars are its CIs on both axes."""
     colours = alpha_colours(conditions["alpha"])
@@ -78,11 +87,15 @@ def si_and_accuracy_vs_alpha(runs: pd.DataFrame, conditions: pd.DataFrame, subti
         (si_ax, accuracy_ax), (tradeoff_ax, legend_ax) = axes
         _plot_metric_vs_alpha(si_ax, runs, conditions, "mean_si", 1)
         si_ax.set_ylabel(SI_AXIS_LABEL)
+        _clamp_to_range(si_ax, "y", 0, 1)
         si_ax.set_title("Test-set mean SI vs alpha")
         _plot_metric_vs_alpha(accuracy_ax, runs, conditions, "test_accuracy", 100)
         accuracy_ax.set_ylabel(ACCURACY_AXIS_LABEL)
+        _clamp_to_range(accuracy_ax, "y", 0, 100)
         accuracy_ax.set_title("Test accuracy vs alpha")
         _plot_accuracy_vs_si(tradeoff_ax, runs, conditions)
+        _clamp_to_range(tradeoff_ax, "x", 0, 1)
+        _clamp_to_range(tradeoff_ax, "y", 0, 100)
         tradeoff_ax.set_title("Test accuracy vs mean SI")
         legend_ax.axis("off")
         legend_ax.legend(*tradeoff_ax.get_legend_handles_labels(), loc="center", title="alpha",
@@ -100,6 +113,7 @@ def dead_fraction_vs_alpha(runs: pd.DataFrame, conditions: pd.DataFrame, subtitl
         figure, ax = plt.subplots(figsize=(6, 3.6))
         _plot_metric_vs_alpha(ax, runs, conditions, "dead_fraction", 100)
         ax.set_ylabel("dead units (% of units)")
+        _clamp_to_range(ax, "y", 0, 100)
         ax.set_title(f"Dead-unit fraction vs alpha: mean with 95% CI across seeds\n{subtitle}")
         return save_figure(figure, out_dir, "fig4_dead_fraction_vs_alpha")
 
