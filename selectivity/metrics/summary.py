@@ -1,4 +1,6 @@
 """Per-unit tables and their summaries: mean over units in a layer, then over layers."""
+import functools
+
 import pandas as pd
 import torch
 
@@ -71,14 +73,19 @@ def batch_network_selectivity(
         Scalar mean over layers of the mean SI over units; 0 (no term) when the batch
         holds fewer than 2 classes.
     """
-    sizes = [a.shape[1] for a in activations]
+    sizes = tuple(a.shape[1] for a in activations)
     units = torch.cat(activations, 1)  # [B, U]
     units = units.to(torch.promote_types(units.dtype, torch.float32))  # class means in fp32 or better, even under autocast
     means, counts = class_conditional_means(units, labels, num_classes, validate=False)  # [K, U], [K]
     si = selectivity_index(means, counts, eps).nan_to_num(0.0)  # [U]
-    layer_of_unit = torch.repeat_interleave(
-        torch.arange(len(sizes), device=si.device), torch.tensor(sizes, device=si.device)
-    )  # [U]
+    layer_of_unit, units_per_layer = _layer_index(sizes, si.device)  # [U], [L]
     per_layer = torch.zeros(len(sizes), device=si.device, dtype=si.dtype).index_add_(0, layer_of_unit, si)
-    per_layer = per_layer / torch.tensor(sizes, device=si.device, dtype=si.dtype)  # [L]
+    per_layer = per_layer / units_per_layer.to(si.dtype)  # [L]
     return torch.where((counts > 0).sum() >= 2, per_layer.mean(), torch.zeros_like(per_layer[0]))
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_index(sizes: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which layer each unit belongs to, and units per layer: made once, not copied to the device every step."""
+    units_per_layer = torch.tensor(sizes, device=device)
+    return torch.repeat_interleave(torch.arange(len(sizes), device=device), units_per_layer), units_per_layer
