@@ -20,6 +20,19 @@ def selectivity_index(means: torch.Tensor, counts: torch.Tensor | None = None, e
         [U] SI in [0, 1]; NaN for every unit when fewer than 2 classes are present, since
         SI is then undefined. Differentiable; no host syncs.
     """
+    mu_max, mu_rest, num_present = max_and_rest_means(means, counts)
+    si = (mu_max - mu_rest) / (mu_max + mu_rest + eps)
+    return torch.where(num_present >= 2, si, torch.full_like(si, float("nan")))
+
+
+def max_and_rest_means(
+    means: torch.Tensor, counts: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mu_max [U], mu_rest [U] and the number of present classes (0-dim), as SI defines them.
+
+    Classes with count 0 are left out of both; mu_rest is the mean of the other present
+    classes' means (0 when only one class is present).
+    """
     num_classes = means.shape[0]
     present = (
         torch.ones(num_classes, dtype=torch.bool, device=means.device) if counts is None else counts > 0
@@ -29,8 +42,7 @@ def selectivity_index(means: torch.Tensor, counts: torch.Tensor | None = None, e
     total = (means * present_column).sum(0)  # [U]
     num_present = present.sum()
     mu_rest = (total - mu_max) / (num_present - 1).clamp_min(1)  # [U]
-    si = (mu_max - mu_rest) / (mu_max + mu_rest + eps)
-    return torch.where(num_present >= 2, si, torch.full_like(si, float("nan")))
+    return mu_max, mu_rest, num_present
 
 
 def preferred_class(means: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:

@@ -5,7 +5,7 @@ import pandas as pd
 import torch
 
 from selectivity.metrics.class_means import class_conditional_means
-from selectivity.metrics.selectivity_index import EPS, selectivity_index
+from selectivity.metrics.selectivity_index import EPS, max_and_rest_means, selectivity_index
 from selectivity.metrics.streaming import UnitStatistics
 from selectivity.metrics.unit_metrics import preferred_versus_rest_d_prime
 
@@ -16,11 +16,7 @@ def unit_table(stats: UnitStatistics) -> pd.DataFrame:
     mu_rest is the mean of the other present classes' means (PAPER.md section 1).
     """
     si = stats.selectivity()  # [U]
-    present = stats.counts > 0  # [K]
-    means = stats.means.masked_fill(~present.unsqueeze(1), float("-inf"))
-    mu_max = means.amax(0)
-    num_present = int(present.sum())
-    mu_rest = ((stats.means * present.unsqueeze(1)).sum(0) - mu_max) / max(num_present - 1, 1)
+    mu_max, mu_rest, _ = max_and_rest_means(stats.means, stats.counts)  # [U], [U]
     layer_column = [name for name, size in zip(stats.layer_names, stats.layer_sizes) for _ in range(size)]
     unit_column = [unit for size in stats.layer_sizes for unit in range(size)]
     return pd.DataFrame(
