@@ -37,3 +37,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_table(path: str | os.PathLike, frame) -> None:
+    """A pandas DataFrame as Parquet (a .parquet path) or CSV (any other), without its index."""
+    with atomic_path(path) as tmp:
+        if Path(path).suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)

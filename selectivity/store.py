@@ -77,10 +77,8 @@ class RunDirectory:
 
     # --- results ----------------------------------------------------------------------------
     def write_units(self, units: pd.DataFrame) -> None:
-        with atomic.atomic_path(self.units_path) as tmp:
-            units.to_parquet(tmp, index=False)
-        with atomic.atomic_path(self.units_csv_path) as tmp:
-            units.to_csv(tmp, index=False)
+        atomic.write_table(self.units_path, units)
+        atomic.write_table(self.units_csv_path, units)
 
     def read_units(self) -> pd.DataFrame:
         return pd.read_parquet(self.units_path)

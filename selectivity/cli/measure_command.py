@@ -138,12 +138,9 @@ def summary_record(measurement: Measurement, loaded: model_loading.LoadedModel, 
 
 def write_outputs(out: Path, measurement: Measurement, summary: dict) -> None:
     """units.csv/.parquet, layers.csv and summary.json, each written atomically."""
-    with atomic.atomic_path(out / "units.parquet") as tmp:
-        measurement.units.to_parquet(tmp, index=False)
-    with atomic.atomic_path(out / "units.csv") as tmp:
-        measurement.units.to_csv(tmp, index=False)
-    with atomic.atomic_path(out / "layers.csv") as tmp:
-        measurement.layers.to_csv(tmp, index=False)
+    atomic.write_table(out / "units.parquet", measurement.units)
+    atomic.write_table(out / "units.csv", measurement.units)
+    atomic.write_table(out / "layers.csv", measurement.layers)
     atomic.write_json(out / "summary.json", summary)
 
 

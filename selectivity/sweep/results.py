@@ -11,7 +11,7 @@ selectivity.report.tables reads; see docs/report.md and docs/sweeps.md):
 """
 import pandas as pd
 
-from selectivity.atomic import atomic_path
+from selectivity.atomic import write_table
 from selectivity.config import config_hash
 from selectivity.errors import SelectivityError
 from selectivity.sweep.analyses import AnalysisContext, run_analyses
@@ -95,7 +95,5 @@ def build_results(runs: list[SweepRun], folder: SweepFolder, analyses: tuple[str
 def write_results(folder: SweepFolder, table: pd.DataFrame) -> None:
     """Write results.parquet and results.csv atomically (a reader never sees half a table)."""
     folder.path.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder.results_parquet) as tmp:
-        table.to_parquet(tmp, index=False)
-    with atomic_path(folder.results_csv) as tmp:
-        table.to_csv(tmp, index=False)
+    write_table(folder.results_parquet, table)
+    write_table(folder.results_csv, table)
