@@ -16,7 +16,8 @@ ALLOWED = {
     "store": set(),
     "train": {"data", "models", "capture", "metrics", "regularizer", "measure", "store"},
     "claims": set(),
-    "sweep": {"train", "store", "claims", "analysis", "measure", "data", "models", "capture", "metrics"},
+    "sweep": {"train", "store", "claims", "analysis", "measure", "model_loading", "data", "models", "capture",
+              "metrics"},
     "report": set(),
     "model_loading": {"data", "models", "train"},
     "cli": None,  # the command wires everything

@@ -10,6 +10,7 @@ from selectivity.store import run_path
 from selectivity.sweep.analyses import AnalysisContext
 from selectivity.sweep.layout import SweepFolder, SweepRun
 from selectivity.sweep.off_axis import off_axis_control
+from selectivity.sweep.results import run_rows
 from selectivity.train import train_run
 
 
@@ -28,7 +29,9 @@ def runs(tmp_path_factory):
 
 
 def context(runs, folder):
-    return AnalysisContext(folder=SweepFolder(folder), runs=runs, table=pd.DataFrame())
+    """What the sweep hands an analysis: the done runs and their rows of the results table."""
+    table = pd.concat([run_rows(run) for run in runs], ignore_index=True)
+    return AnalysisContext(folder=SweepFolder(folder), runs=runs, table=table)
 
 
 def test_ratio_rows_for_each_layer_of_each_regularized_run(runs, tmp_path):

@@ -27,7 +27,8 @@ from selectivity.data.batches import normalize_images
 from selectivity.errors import SelectivityError
 from selectivity.sweep.analyses import AnalysisContext, register_analysis
 from selectivity.sweep.layout import SweepRun
-from selectivity.train.setup import build_model, load_data
+from selectivity.model_loading import load_run_model
+from selectivity.train.setup import load_data
 
 SAMPLE_IMAGES = 2000
 METHODS = ("pwcca", "svcca")
@@ -45,9 +46,7 @@ def layer_activations(run: SweepRun, data: DatasetSplits, num_images: int) -> di
         with np.load(cache) as stored:
             return {name: stored[name] for name in stored.files}
     config = run.config
-    model = build_model(config, data)
-    model.load_state_dict(torch.load(run.directory.checkpoint_path, map_location="cpu", weights_only=True)["model"])
-    model.eval()
+    model = load_run_model(run.path, config, data).model.eval()
     collected: dict[str, list[torch.Tensor]] = {}
     with UnitCapture(model, config.evaluation.layers) as capture:
         for start in range(0, num_images, 500):
@@ -84,7 +83,8 @@ def off_axis_control(context: AnalysisContext) -> list[dict]:
     max_units = num_images // SAMPLES_PER_UNIT_FOR_WARNING
     activations = {run.run_id: layer_activations(run, data, num_images) for run in baseline + others}
     first = activations[baseline[0].run_id]
-    final_records = {run.run_id: run.directory.read_metrics()[-1] for run in others}
+    # alpha and epoch of each run's final evaluation, as the table already holds them
+    final_records = context.table.drop_duplicates("run_id").set_index("run_id")[["alpha", "epoch"]].to_dict("index")
     rows = []
     for method in METHODS:
         for layer_index, layer in enumerate(first):
