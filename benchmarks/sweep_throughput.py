@@ -21,7 +21,7 @@ BATCH = 128
 
 
 def _setup(device_name: str):
-    """(data, config, model, optimizer, regularizer, device) for one benchmark process."""
+    """(data, config, stepper, device) for one benchmark process; the regularizer stays attached."""
     import torch
 
     from selectivity.config import DataSettings, ExperimentConfig, ModelSettings, TrainSettings
@@ -29,6 +29,8 @@ def _setup(device_name: str):
     from selectivity.models import create_model
     from selectivity.regularizer import SelectivityRegularizer
     from selectivity.train.loop import make_optimizer
+    from selectivity.train.setup import uses_bf16
+    from selectivity.train.step import TrainStep
 
     device = torch.device(device_name)
     if device.type == "cuda":  # ResNet20 on CIFAR-sized random images, augmented as for CIFAR
@@ -45,8 +47,11 @@ def _setup(device_name: str):
     model = create_model(config.model.name, data.num_classes, in_channels=data.image_shape[0])
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config, device)
-    regularizer = SelectivityRegularizer(-1.0, data.num_classes)
-    return data, config, model, optimizer, regularizer, device
+    regularizer = SelectivityRegularizer(torch.tensor(-1.0, device=device), data.num_classes)
+    regularizer.attach(model).__enter__()  # for the life of the process, as train_run attaches once per run
+    images, labels = data.train.images.to(device), data.train.labels.to(device)
+    stepper = TrainStep(model, optimizer, regularizer, data, images, labels, config, uses_bf16("auto", device))
+    return data, config, stepper, device
 
 
 def _train_steps(state, steps: int) -> int:
@@ -55,14 +60,13 @@ def _train_steps(state, steps: int) -> int:
 
     from selectivity.train.augment import draw_epoch_randomness
     from selectivity.train.epoch import train_epoch
+    from selectivity.train.step import epoch_plan
 
-    data, config, model, optimizer, regularizer, device = state
+    data, config, stepper, device = state
     count = min(steps * BATCH, len(data.train.labels))
-    images, labels = data.train.images[:count].to(device), data.train.labels[:count].to(device)
     randomness = draw_epoch_randomness(torch.Generator().manual_seed(0), count, config.data.crop_padding,
                                        config.data.flip).to(device)
-    train_epoch(model, optimizer, regularizer, data, images, labels, randomness, config, 0,
-                device.type == "cuda", False, "benchmark")
+    train_epoch(stepper, epoch_plan(randomness), config, 0, False, "benchmark")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return count
@@ -106,6 +110,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from selectivity.train.setup import uses_bf16
+
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
     seconds = args.seconds or (20.0 if device.startswith("cuda") else 6.0)
@@ -114,7 +120,8 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "sweep_throughput",
         "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else f"cpu ({os.cpu_count()} cores)",
-        "workload": "resnet20, 3x32x32 random, bf16" if device.startswith("cuda") else "small_cnn, digits 1x8x8, fp32",
+        "workload": ("resnet20, 3x32x32 random" if device.startswith("cuda") else "small_cnn, digits 1x8x8")
+        + (", bf16 autocast" if uses_bf16("auto", torch.device(device)) else ", fp32") + " (as the trainer)",
         "batch_size": BATCH, "alpha": -1.0, "seconds_per_k": seconds,
         "images_per_second": {str(k): round(rate, 1) for k, rate in rates.items()},
         f"ratio_vs_k{args.concurrency[0]}": {str(k): round(rate / base, 3) for k, rate in rates.items()},

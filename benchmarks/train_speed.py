@@ -26,6 +26,7 @@ from selectivity.models import create_model
 from selectivity.regularizer import SelectivityRegularizer
 from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.epoch import train_epoch
+from selectivity.train.step import WARMUP_STEPS, TrainStep, epoch_plan
 from selectivity.train.loop import make_optimizer
 from selectivity.train.setup import resolve_device, uses_bf16
 
@@ -48,29 +49,31 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_trainer(data: DatasetSplits, alpha: float, device: torch.device, warmup: int, steps: int) -> float:
-    """Seconds per step of selectivity's own epoch loop (device-resident data, batch augmentation)."""
+def time_trainer(data: DatasetSplits, alpha: float, device: torch.device, warmup: int, steps: int,
+                 cuda_graphs: bool = False) -> float:
+    """Seconds per step of selectivity's own step loop (device-resident data, batch augmentation),
+    set up as train_run sets it up (alpha a device tensor unless it is 0)."""
     config = ExperimentConfig(
         data=DataSettings(dataset="cifar10", crop_padding=4, flip=True), model=ModelSettings(name="resnet20"),
-        train=TrainSettings(epochs=1, batch_size=BATCH, lr=0.1), device=str(device),
+        train=TrainSettings(epochs=1, batch_size=BATCH, lr=0.1, cuda_graphs=cuda_graphs), device=str(device),
     )
     torch.manual_seed(0)
     model = create_model("resnet20", 10).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config, device)
     images, labels = data.train.images.to(device), data.train.labels.to(device)
-    use_bf16 = uses_bf16("auto", device)  # what the trainer does on this device
+    regularizer = SelectivityRegularizer(torch.tensor(alpha, device=device) if alpha else 0.0, 10)
     seconds = []
-    for count in (warmup, steps):
-        subset = slice(0, count * BATCH)
-        randomness = draw_epoch_randomness(torch.Generator().manual_seed(0), count * BATCH, 4, True).to(device)
-        synchronize(device)
-        started = time.perf_counter()
-        regularizer = SelectivityRegularizer(alpha, 10)
-        with regularizer.attach(model):
-            train_epoch(model, optimizer, regularizer, data, images[subset], labels[subset], randomness, config, 0,
-                        use_bf16, False, "bench")
-        synchronize(device)
-        seconds.append((time.perf_counter() - started) / count)
+    with regularizer.attach(model):
+        stepper = TrainStep(model, optimizer, regularizer, data, images, labels, config, uses_bf16("auto", device),
+                            cuda_graphs=cuda_graphs)
+        # warm-up covers a CUDA graph's eager steps and its capture, so the timed steps are replays
+        for count in (max(warmup, WARMUP_STEPS + 2) if cuda_graphs else warmup, steps):
+            randomness = draw_epoch_randomness(torch.Generator().manual_seed(0), count * BATCH, 4, True).to(device)
+            synchronize(device)
+            started = time.perf_counter()
+            train_epoch(stepper, epoch_plan(randomness), config, 0, False, "bench")
+            synchronize(device)
+            seconds.append((time.perf_counter() - started) / count)
     return seconds[-1]
 
 
@@ -131,15 +134,22 @@ def main() -> None:
     baseline = time_standard_loop(data, device, args.warmup, args.steps, args.workers) * per_epoch
     regularized = time_trainer(data, -1.0, device, args.warmup, args.steps) * per_epoch
     plain = time_trainer(data, 0.0, device, args.warmup, args.steps) * per_epoch
+    seconds = {"a_trainer_alpha_-1": round(regularized, 2), "b_trainer_alpha_0": round(plain, 2),
+               "c_standard_loop": round(baseline, 2)}
+    ratios = {"speedup_c_over_a": round(baseline / regularized, 3), "ratio_a_over_b": round(regularized / plain, 3)}
+    if device.type == "cuda":  # the same two with train.cuda_graphs = true
+        graphed = time_trainer(data, -1.0, device, args.warmup, args.steps, cuda_graphs=True) * per_epoch
+        graphed_plain = time_trainer(data, 0.0, device, args.warmup, args.steps, cuda_graphs=True) * per_epoch
+        seconds.update({"a_trainer_alpha_-1_cuda_graphs": round(graphed, 2),
+                        "b_trainer_alpha_0_cuda_graphs": round(graphed_plain, 2)})
+        ratios.update({"speedup_c_over_a_cuda_graphs": round(baseline / graphed, 3),
+                       "ratio_a_over_b_cuda_graphs": round(graphed / graphed_plain, 3)})
     print(json.dumps({
         "benchmark": "train_speed", "device": torch.cuda.get_device_name(device) if device.type == "cuda"
         else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "trainer_precision": "bf16 autocast" if uses_bf16("auto", device) else "fp32", "baseline_precision": "fp32",
         "data": data.name, "batch_size": BATCH, "steps_timed": args.steps, "loader_workers": args.workers,
-        "seconds_per_epoch": {"a_trainer_alpha_-1": round(regularized, 2), "b_trainer_alpha_0": round(plain, 2),
-                              "c_standard_loop": round(baseline, 2)},
-        "speedup_c_over_a": round(baseline / regularized, 3),
-        "ratio_a_over_b": round(regularized / plain, 3),
+        "seconds_per_epoch": seconds, **ratios,
     }, indent=2))
 
 

@@ -56,6 +56,7 @@ class TrainSettings:
     label_smoothing: float = 0.0
     precision: str = "auto"  # auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | fp32 | bf16
     compile: bool = field(default=False, metadata=NOT_HASHED)  # torch.compile the model (same numbers)
+    cuda_graphs: bool = field(default=False, metadata=NOT_HASHED)  # CUDA devices: capture and replay the whole step
     channels_last: bool = field(default=True, metadata=NOT_HASHED)
 
 
@@ -140,6 +141,8 @@ def config_from_dict(values: dict) -> ExperimentConfig:
     ):
         if value not in choices:
             raise SelectivityError(f"{where} = {value!r} is not known; expected one of {', '.join(map(repr, choices))}")
+    if config.train.compile and config.train.cuda_graphs:
+        raise SelectivityError("train.compile and train.cuda_graphs are both true; expected at most one of the two")
     return config
 
 

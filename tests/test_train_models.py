@@ -10,6 +10,7 @@ from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.epoch import train_epoch
 from selectivity.train.loop import make_optimizer
 from selectivity.train.setup import build_model
+from selectivity.train.step import TrainStep, epoch_plan
 
 NATIVE_SIZE = {"resnet18": 64, "resnet50": 64, "small_cnn": 8}
 
@@ -37,10 +38,10 @@ def test_one_regularized_step_changes_every_parameter(name):
     regularizer = SelectivityRegularizer(-1.0, data.num_classes)
     randomness = draw_epoch_randomness(torch.Generator().manual_seed(0), 8, 2, True)
     with regularizer.attach(model):
-        totals, steps = train_epoch(
-            model, optimizer, regularizer, data, data.train.images, data.train.labels, randomness, config,
-            first_step=0, use_bf16=False, progress=False, description=name,
-        )
+        stepper = TrainStep(model, optimizer, regularizer, data, data.train.images, data.train.labels, config,
+                            use_bf16=False)
+        totals, steps = train_epoch(stepper, epoch_plan(randomness), config, first_step=0, progress=False,
+                                    description=name)
     assert steps == 1 and torch.isfinite(totals.loss) and 0 <= float(totals.selectivity) <= 1
     unchanged = [k for k, v in model.named_parameters() if torch.equal(v, before[k])]
     assert not unchanged

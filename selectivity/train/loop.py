@@ -17,6 +17,7 @@ from selectivity.store import RunDirectory
 from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.checkpoint import load_checkpoint, save_checkpoint
 from selectivity.train.epoch import NonFiniteLoss, train_epoch
+from selectivity.train.step import TrainStep, epoch_plan
 from selectivity.train.setup import build_model, load_data, resolve_device, uses_bf16
 
 
@@ -63,6 +64,7 @@ def train_run(
     records = [r for r in run.read_metrics(strict=False) if r["epoch"] <= epoch]
     run.write_metrics(records)
     writer = _tensorboard_writer(config, run)
+    stepper = _train_step(session)  # after loading the checkpoint: it takes over the optimizer's lr
     final = None
     # Hooks are attached once for the whole run, so a compiled model is traced once.
     with session.regularizer.attach(session.model):
@@ -74,8 +76,7 @@ def train_run(
             ).to(session.device)
             try:
                 totals, steps = train_epoch(
-                    session.trained, session.optimizer, session.regularizer, session.data, session.train_images,
-                    session.train_labels, randomness, config, step, session.use_bf16, progress,
+                    stepper, epoch_plan(randomness), config, step, progress,
                     f"epoch {epoch + 1}/{config.train.epochs} alpha={alpha:g}",
                 )
             except NonFiniteLoss as error:
@@ -133,6 +134,8 @@ def _start_session(config: ExperimentConfig, run: RunDirectory) -> Session:
         model = model.to(memory_format=torch.channels_last)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # denormals are slow on x86 and change nothing that matters
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every step has the same shapes: pick the fastest kernels once
     # alpha = 0 throughout: a Python 0, so nothing keeps a graph (exactly plain training);
     # otherwise a device tensor that each epoch overwrites.
     plain = all(value == 0 for value, _ in parse_alpha(config.regularizer.alpha))
@@ -146,6 +149,15 @@ def _start_session(config: ExperimentConfig, run: RunDirectory) -> Session:
         use_bf16=uses_bf16(config.train.precision, device),
         train_images=data.train.images.to(device), train_labels=data.train.labels.to(device),
         test_split=LabelledImages(data.test.images.to(device), data.test.labels.to(device)),
+    )
+
+
+def _train_step(session: Session) -> TrainStep:
+    config = session.config
+    return TrainStep(
+        session.trained, session.optimizer, session.regularizer, session.data, session.train_images,
+        session.train_labels, config, session.use_bf16,
+        cuda_graphs=config.train.cuda_graphs and session.device.type == "cuda",
     )
 
 
@@ -187,7 +199,7 @@ def _record(session: Session, epoch: int, alpha: float, totals, measurement, sec
         "epoch": epoch,
         "alpha": alpha,
         "precision": "bf16" if session.use_bf16 else "fp32",
-        "lr": session.optimizer.param_groups[0]["lr"],
+        "lr": float(session.optimizer.param_groups[0]["lr"]),  # a device tensor under CUDA graphs
         "train_loss": totals.loss.item() / totals.images,
         "train_accuracy": totals.correct.item() / totals.images,
         "train_batch_si": totals.selectivity.item() / totals.batches,

@@ -1,0 +1,110 @@
+"""TrainStep: the graph path's bookkeeping (checked on the CPU with a stand-in for CUDA graphs) and,
+where a GPU exists, real CUDA graphs against eager steps."""
+import dataclasses
+
+import pytest
+import torch
+
+from selectivity.config import ExperimentConfig, RegularizerSettings, TrainSettings, config_from_dict
+from selectivity.data import load_dataset
+from selectivity.errors import SelectivityError
+from selectivity.regularizer import SelectivityRegularizer
+from selectivity.store import RunDirectory
+from selectivity.train import train_run
+from selectivity.train.augment import draw_epoch_randomness
+from selectivity.train.epoch import train_epoch
+from selectivity.train.loop import make_optimizer
+from selectivity.train.setup import build_model
+from selectivity.train.step import WARMUP_STEPS, TrainStep, epoch_plan
+
+
+class RecordedStep:
+    """CPU stand-in for a CUDA graph: recording runs nothing; a replay reruns the step on the buffer it
+    was recorded with. A TrainStep that fed a graph anything but that buffer would train on stale batches."""
+
+    captures = 0
+
+    def __init__(self, step, buffer):
+        self.step, self.buffer = step, buffer
+        RecordedStep.captures += 1
+
+    def replay(self):
+        self.step(self.buffer)
+
+
+def train_digits(cuda_graphs: bool, epochs: int = 2, batch_size: int = 100, alpha: float = -1.0):
+    """Parameters and per-epoch totals after training small_cnn on digits (1,347 images: the last batch is short)."""
+    torch.manual_seed(0)
+    data = load_dataset("digits")
+    config = ExperimentConfig(data=dataclasses.replace(ExperimentConfig().data, crop_padding=1, flip=True),
+                              train=TrainSettings(epochs=epochs, batch_size=batch_size, lr=0.05), device="cpu")
+    model = build_model(config, data).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config, torch.device("cpu"))
+    regularizer = SelectivityRegularizer(torch.tensor(alpha), data.num_classes)
+    generator = torch.Generator().manual_seed(0)
+    totals, step = [], 0
+    with regularizer.attach(model):
+        stepper = TrainStep(model, optimizer, regularizer, data, data.train.images, data.train.labels, config,
+                            use_bf16=False, cuda_graphs=cuda_graphs, capture=RecordedStep)
+        for _ in range(epochs):
+            randomness = draw_epoch_randomness(generator, len(data.train.labels), 1, True)
+            epoch_totals, steps = train_epoch(stepper, epoch_plan(randomness), config, step, False, "test")
+            step += steps
+            totals.append({"loss": float(epoch_totals.loss), "si": float(epoch_totals.selectivity),
+                           "correct": int(epoch_totals.correct), "batches": epoch_totals.batches,
+                           "images": epoch_totals.images})
+    return {name: p.detach().clone() for name, p in model.named_parameters()}, totals, optimizer
+
+
+def test_replayed_steps_train_exactly_like_eager_steps():
+    RecordedStep.captures = 0
+    eager_parameters, eager_totals, _ = train_digits(cuda_graphs=False, epochs=5)
+    graph_parameters, graph_totals, optimizer = train_digits(cuda_graphs=True, epochs=5)
+    # one capture per batch size: 100 (in epoch 1) and the last batch's 47 (epoch 4, after 3 eager steps)
+    assert RecordedStep.captures == 2
+    assert [t["images"] for t in graph_totals] == [1347] * 5 and [t["batches"] for t in graph_totals] == [14] * 5
+    for eager, graphed in zip(eager_totals, graph_totals):
+        assert graphed["correct"] == eager["correct"] and graphed["batches"] == eager["batches"]
+        assert graphed["loss"] == pytest.approx(eager["loss"], rel=1e-5)  # lr is a float32 tensor, not a float
+        assert graphed["si"] == pytest.approx(eager["si"], rel=1e-5)
+    for name, value in eager_parameters.items():
+        torch.testing.assert_close(graph_parameters[name], value, rtol=1e-4, atol=1e-6, msg=name)
+    assert isinstance(optimizer.param_groups[0]["lr"], torch.Tensor)  # what a graph reads
+
+
+def test_each_batch_size_runs_eagerly_before_it_is_captured():
+    RecordedStep.captures = 0
+    train_digits(cuda_graphs=True, epochs=1, batch_size=100)
+    # 13 full batches: WARMUP_STEPS eager, then one capture; the short batch appears once (eager)
+    assert 13 > WARMUP_STEPS and RecordedStep.captures == 1
+
+
+def test_epoch_plan_lists_each_image_once_with_its_own_augmentation():
+    randomness = draw_epoch_randomness(torch.Generator().manual_seed(3), 50, 4, True)
+    plan = epoch_plan(randomness)
+    assert plan.shape == (4, 50) and plan.dtype == torch.int64
+    assert sorted(plan[0].tolist()) == list(range(50))
+    image = plan[0, 7]
+    assert plan[1, 7] == randomness.row_offsets[image] and plan[2, 7] == randomness.column_offsets[image]
+    assert bool(plan[3, 7]) == bool(randomness.flips[image])
+
+
+def test_compile_and_cuda_graphs_together_is_a_one_line_error():
+    with pytest.raises(SelectivityError, match="train.compile and train.cuda_graphs"):
+        config_from_dict({"train": {"compile": True, "cuda_graphs": True}})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_runs_match_eager_runs_on_a_gpu(tmp_path):
+    """A real capture: alpha changes by schedule and lr every step, both read from device tensors."""
+    results = {}
+    for graphs in (False, True):
+        config = ExperimentConfig(train=TrainSettings(epochs=3, batch_size=100, cuda_graphs=graphs, precision="fp32"),
+                                  regularizer=RegularizerSettings(alpha="-1x1,0x1,-2"), device="cuda")
+        train_run(config, tmp_path / str(graphs), progress=False)
+        results[graphs] = RunDirectory(tmp_path / str(graphs)).read_metrics()
+    for eager, graphed in zip(results[False], results[True]):
+        assert graphed["alpha"] == eager["alpha"] and graphed["lr"] == pytest.approx(eager["lr"], abs=1e-7)
+        assert graphed["train_loss"] == pytest.approx(eager["train_loss"], rel=2e-2)
+        assert graphed["train_batch_si"] == pytest.approx(eager["train_batch_si"], rel=2e-2)
+        assert graphed["test_accuracy"] == pytest.approx(eager["test_accuracy"], abs=0.03)
