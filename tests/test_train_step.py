@@ -89,6 +89,15 @@ def test_epoch_plan_lists_each_image_once_with_its_own_augmentation():
     assert bool(plan[3, 7]) == bool(randomness.flips[image])
 
 
+def test_cuda_graphs_on_cpu_data_is_a_one_line_error():
+    data = load_dataset("digits")
+    config = ExperimentConfig(device="cpu")
+    model = build_model(config, data)
+    with pytest.raises(SelectivityError, match="cuda_graphs needs the training data on a CUDA device; it is on cpu"):
+        TrainStep(model, make_optimizer(model, config, torch.device("cpu")), SelectivityRegularizer(0.0, 10), data,
+                  data.train.images, data.train.labels, config, use_bf16=False, cuda_graphs=True)
+
+
 def test_compile_and_cuda_graphs_together_is_a_one_line_error():
     with pytest.raises(SelectivityError, match="train.compile and train.cuda_graphs"):
         config_from_dict({"train": {"compile": True, "cuda_graphs": True}})

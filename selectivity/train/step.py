@@ -22,6 +22,7 @@ from torch import nn
 from selectivity.config import ExperimentConfig
 from selectivity.data.base import DatasetSplits
 from selectivity.data.batches import normalize_images
+from selectivity.errors import SelectivityError
 from selectivity.regularizer import SelectivityRegularizer
 from selectivity.train.augment import EpochRandomness, crop_and_flip
 
@@ -95,6 +96,8 @@ class TrainStep:
         self.model, self.optimizer, self.regularizer, self.data = model, optimizer, regularizer, data
         self.train_images, self.train_labels, self.config, self.use_bf16 = train_images, train_labels, config, use_bf16
         self.device = train_images.device
+        if cuda_graphs and capture is capture_cuda_graph and self.device.type != "cuda":
+            raise SelectivityError(f"cuda_graphs needs the training data on a CUDA device; it is on {self.device}")
         self.totals = EpochTotals.zeros(self.device)
         self.last_objective = torch.zeros((), device=self.device)
         self.cuda_graphs, self._capture = cuda_graphs, capture
