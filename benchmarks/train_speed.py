@@ -29,7 +29,7 @@ from selectivity.regularizer import SelectivityRegularizer
 from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.epoch import train_epoch
 from selectivity.train.step import WARMUP_STEPS, TrainStep, epoch_plan
-from selectivity.train.loop import make_optimizer
+from selectivity.train.loop import make_optimizer, regularizer_alpha
 from selectivity.train.setup import resolve_device, uses_bf16
 
 EPOCH_IMAGES, BATCH = 50_000, 128
@@ -63,7 +63,7 @@ def time_trainer(data: DatasetSplits, alpha: float, device: torch.device, warmup
     model = create_model("resnet20", 10).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config, device)
     images, labels = data.train.images.to(device), data.train.labels.to(device)
-    regularizer = SelectivityRegularizer(torch.tensor(alpha, device=device) if alpha else 0.0, 10)
+    regularizer = SelectivityRegularizer(regularizer_alpha(alpha, device), 10)
     seconds = []
     with regularizer.attach(model):
         stepper = TrainStep(model, optimizer, regularizer, data, images, labels, config, uses_bf16("auto", device),

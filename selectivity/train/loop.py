@@ -45,6 +45,19 @@ def make_optimizer(model: torch.nn.Module, config: ExperimentConfig, device: tor
     )
 
 
+def regularizer_alpha(alpha: float | str, device: torch.device) -> float | torch.Tensor:
+    """The regularizer's alpha for a run with this alpha setting (a number or a schedule).
+
+    alpha = 0 throughout: a Python 0, so nothing keeps a graph (exactly plain training);
+    otherwise a device tensor (holding the first epoch's value) that each epoch overwrites,
+    so a compiled model or a CUDA graph serves every value.
+    """
+    schedule = parse_alpha(alpha)
+    if all(value == 0 for value, _ in schedule):
+        return 0.0
+    return torch.tensor(float(schedule[0][0]), device=device)
+
+
 def train_run(
     config: ExperimentConfig, run_dir: str | Path, progress: bool = True, heartbeat: Callable[[], None] | None = None
 ) -> dict:
@@ -59,7 +72,7 @@ def train_run(
         return run.summary()
     check_names(config)
     run.claim_settings(config)  # refuses a folder that holds a different run
-    session = _start_session(config, run)
+    session = _start_session(config)
     epoch, step = load_checkpoint(run.checkpoint_path, session.model, session.optimizer, session.generator) or (0, 0)
     records = [r for r in run.read_metrics(strict=False) if r["epoch"] <= epoch]
     run.write_metrics(records)
@@ -125,7 +138,7 @@ class Session:
         return alpha
 
 
-def _start_session(config: ExperimentConfig, run: RunDirectory) -> Session:
+def _start_session(config: ExperimentConfig) -> Session:
     device = resolve_device(config.device)
     data = load_data(config)
     torch.manual_seed(config.seed)
@@ -136,16 +149,14 @@ def _start_session(config: ExperimentConfig, run: RunDirectory) -> Session:
         torch.set_flush_denormal(True)  # denormals are slow on x86 and change nothing that matters
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every step has the same shapes: pick the fastest kernels once
-    # alpha = 0 throughout: a Python 0, so nothing keeps a graph (exactly plain training);
-    # otherwise a device tensor that each epoch overwrites.
-    plain = all(value == 0 for value, _ in parse_alpha(config.regularizer.alpha))
-    alpha = 0.0 if plain else torch.zeros((), device=device)
     return Session(
         config=config, device=device, data=data, model=model,
         trained=torch.compile(model) if config.train.compile else model,
         optimizer=make_optimizer(model, config, device),
         generator=torch.Generator().manual_seed(config.seed),
-        regularizer=SelectivityRegularizer(alpha, data.num_classes, layers=config.regularizer.layers),
+        regularizer=SelectivityRegularizer(
+            regularizer_alpha(config.regularizer.alpha, device), data.num_classes, layers=config.regularizer.layers
+        ),
         use_bf16=uses_bf16(config.train.precision, device),
         train_images=data.train.images.to(device), train_labels=data.train.labels.to(device),
         test_split=LabelledImages(data.test.images.to(device), data.test.labels.to(device)),
