@@ -124,6 +124,25 @@ def test_imagenet_stem_matches_torchvision_exactly(name, torchvision_factory):
         torch.testing.assert_close(model(inputs), reference(inputs), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [8, 7])
+def test_zero_pad_shortcut_is_subsample_and_pad_and_keeps_channels_last_in_backward(size):
+    from selectivity.models.resnet_cifar import ZeroPadShortcut
+    torch.manual_seed(0)
+    leaf = torch.randn(2, 4, size, size).contiguous(memory_format=torch.channels_last).requires_grad_()
+    gradients = []
+    inputs = leaf.clone()  # not a leaf: a leaf's .grad is re-laid-out to match it, hiding the layout autograd passes on
+    inputs.register_hook(gradients.append)
+    outputs = ZeroPadShortcut(4)(inputs)
+    reference_leaf = leaf.detach().clone().requires_grad_()
+    reference = F.pad(reference_leaf[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2))  # option A as He et al. write it
+    assert torch.equal(outputs, reference)
+    upstream = torch.randn_like(outputs).contiguous(memory_format=torch.channels_last)
+    outputs.backward(upstream)
+    reference.backward(upstream)
+    assert torch.equal(leaf.grad, reference_leaf.grad)
+    assert gradients[0].is_contiguous(memory_format=torch.channels_last)  # no mixed-layout add in the block
+
+
 def test_in_channels_option_changes_the_stem():
     grayscale = create_model("resnet20", 10, in_channels=1)
     assert grayscale(torch.randn(2, 1, 32, 32)).shape == (2, 10)

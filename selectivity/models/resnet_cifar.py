@@ -24,7 +24,9 @@ class ZeroPadShortcut(nn.Module):
         self.extra_channels = extra_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        subsampled = x[:, :, ::2, ::2]  # [B, C, H/2, W/2]
+        # = x[:, :, ::2, ::2], but a slice's backward scatters into a new contiguous tensor, so a
+        # channels_last model got one mixed-layout gradient add per stage; a 1x1 pool's backward keeps the layout
+        subsampled = F.avg_pool2d(x, kernel_size=1, stride=2)  # [B, C, ceil(H/2), ceil(W/2)]
         half = self.extra_channels // 2
         return F.pad(subsampled, (0, 0, 0, 0, half, self.extra_channels - half))  # [B, C + extra, H/2, W/2]
 
