@@ -1,10 +1,12 @@
 """Seconds per 50,000-image ResNet20/CIFAR-10 epoch at batch 128, three ways, one device, one run.
 
-    python benchmarks/train_speed.py [--device auto|cpu|cuda] [--steps 30] [--data-root DIR]
+    python benchmarks/train_speed.py [--device auto|cpu|cuda] [--steps 30] [--repeats 3] [--data-root DIR]
 
 (a) this trainer with alpha = -1, (b) this trainer with alpha = 0, (c) a standard loop:
 torchvision transforms in DataLoader workers, eager fp32, the baseline. Each is timed over
---steps optimisation steps after warm-up steps and scaled to a 50,000-image epoch. On CUDA,
+--steps optimisation steps after warm-up steps and scaled to a 50,000-image epoch; (a) and
+(b) take turns for --repeats rounds and their medians are reported, so load from other
+processes cannot fake or hide the regularizer's cost in (a)/(b). On CUDA,
 (a) and (b) are timed again with train.cuda_graphs = true (warm-up then covers the eager
 steps and the capture, so the timed steps are graph replays). Prints one JSON object with
 the times and the ratios (c)/(a) and (a)/(b).
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 
 import numpy as np
@@ -51,32 +54,49 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_trainer(data: DatasetSplits, alpha: float, device: torch.device, warmup: int, steps: int,
-                 cuda_graphs: bool = False) -> float:
-    """Seconds per step of selectivity's own step loop (device-resident data, batch augmentation),
-    set up as train_run sets it up (alpha a device tensor unless it is 0)."""
-    config = ExperimentConfig(
-        data=DataSettings(dataset="cifar10", crop_padding=4, flip=True), model=ModelSettings(name="resnet20"),
-        train=TrainSettings(epochs=1, batch_size=BATCH, lr=0.1, cuda_graphs=cuda_graphs), device=str(device),
-    )
-    torch.manual_seed(0)
-    model = create_model("resnet20", 10).to(device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config, device)
-    images, labels = data.train.images.to(device), data.train.labels.to(device)
-    regularizer = SelectivityRegularizer(regularizer_alpha(alpha, device), 10)
-    seconds = []
-    with regularizer.attach(model):
-        stepper = TrainStep(model, optimizer, regularizer, data, images, labels, config, uses_bf16("auto", device),
-                            cuda_graphs=cuda_graphs)
-        # warm-up covers a CUDA graph's eager steps and its capture, so the timed steps are replays
-        for count in (max(warmup, WARMUP_STEPS + 2) if cuda_graphs else warmup, steps):
-            randomness = draw_epoch_randomness(torch.Generator().manual_seed(0), count * BATCH, 4, True).to(device)
-            synchronize(device)
-            started = time.perf_counter()
-            train_epoch(stepper, epoch_plan(randomness), config, 0, False, "bench")
-            synchronize(device)
-            seconds.append((time.perf_counter() - started) / count)
-    return seconds[-1]
+class TimedTrainer:
+    """selectivity's own step loop (device-resident data, batch augmentation), set up as
+    train_run sets it up (alpha a device tensor unless it is 0); `seconds_per_step(n)` trains
+    n more steps and times them."""
+
+    def __init__(self, data: DatasetSplits, alpha: float, device: torch.device, cuda_graphs: bool = False):
+        self.device = device
+        self.config = ExperimentConfig(
+            data=DataSettings(dataset="cifar10", crop_padding=4, flip=True), model=ModelSettings(name="resnet20"),
+            train=TrainSettings(epochs=1, batch_size=BATCH, lr=0.1, cuda_graphs=cuda_graphs), device=str(device),
+        )
+        torch.manual_seed(0)
+        model = create_model("resnet20", 10).to(device, memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, self.config, device)
+        images, labels = data.train.images.to(device), data.train.labels.to(device)
+        regularizer = SelectivityRegularizer(regularizer_alpha(alpha, device), 10)
+        regularizer.attach(model).__enter__()  # hooks stay on for the life of this benchmark process
+        self.stepper = TrainStep(model, optimizer, regularizer, data, images, labels, self.config,
+                                 uses_bf16("auto", device), cuda_graphs=cuda_graphs)
+        self.generator = torch.Generator().manual_seed(0)
+
+    def seconds_per_step(self, steps: int) -> float:
+        randomness = draw_epoch_randomness(self.generator, steps * BATCH, 4, True).to(self.device)
+        synchronize(self.device)
+        started = time.perf_counter()
+        train_epoch(self.stepper, epoch_plan(randomness), self.config, 0, False, "bench")
+        synchronize(self.device)
+        return (time.perf_counter() - started) / steps
+
+
+def time_trainers(data: DatasetSplits, device: torch.device, warmup: int, steps: int, repeats: int,
+                  cuda_graphs: bool = False) -> tuple[float, float, list[float]]:
+    """Median seconds per step of (a) alpha = -1 and (b) alpha = 0, and the per-repeat ratios (a)/(b).
+
+    The two take turns, `steps` steps each per repeat, so load from other processes falls on
+    both alike. Warm-up covers a CUDA graph's eager steps and its capture, so timed steps are replays.
+    """
+    regularized, plain = (TimedTrainer(data, alpha, device, cuda_graphs) for alpha in (-1.0, 0.0))
+    for trainer in (regularized, plain):
+        trainer.seconds_per_step(max(warmup, WARMUP_STEPS + 2) if cuda_graphs else warmup)
+    times = [(regularized.seconds_per_step(steps), plain.seconds_per_step(steps)) for _ in range(repeats)]
+    return (statistics.median(a for a, _ in times), statistics.median(b for _, b in times),
+            [round(a / b, 3) for a, b in times])
 
 
 class UintImages(torch.utils.data.Dataset):
@@ -127,34 +147,42 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--data-root")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds of (a) and (b), taken in turns")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
-    data = cifar_like(args.data_root, (args.warmup + args.steps) * BATCH)
+    data = cifar_like(args.data_root, max(args.warmup + args.steps, WARMUP_STEPS + 2) * BATCH)
     per_epoch = EPOCH_IMAGES / BATCH
     baseline = time_standard_loop(data, device, args.warmup, args.steps, args.workers) * per_epoch
-    regularized = time_trainer(data, -1.0, device, args.warmup, args.steps) * per_epoch
-    plain = time_trainer(data, 0.0, device, args.warmup, args.steps) * per_epoch
+    regularized, plain, per_repeat = time_trainers(data, device, args.warmup, args.steps, args.repeats)
+    regularized, plain = regularized * per_epoch, plain * per_epoch
     seconds = {"a_trainer_alpha_-1": round(regularized, 2), "b_trainer_alpha_0": round(plain, 2),
                "c_standard_loop": round(baseline, 2)}
-    ratios = {"speedup_c_over_a": round(baseline / regularized, 3), "ratio_a_over_b": round(regularized / plain, 3)}
+    ratios = {"speedup_c_over_a": round(baseline / regularized, 3), "ratio_a_over_b": round(regularized / plain, 3),
+              "ratio_a_over_b_per_repeat": per_repeat}
     if device.type == "cuda":  # the same two with train.cuda_graphs = true
         try:
-            graphed = time_trainer(data, -1.0, device, args.warmup, args.steps, cuda_graphs=True) * per_epoch
-            graphed_plain = time_trainer(data, 0.0, device, args.warmup, args.steps, cuda_graphs=True) * per_epoch
+            graphed, graphed_plain, graphed_per_repeat = time_trainers(data, device, args.warmup, args.steps,
+                                                                       args.repeats, cuda_graphs=True)
         except Exception as error:  # keep the eager numbers: report why the graphed step failed
             ratios["cuda_graphs_error"] = f"{type(error).__name__}: {error}"
         else:
+            graphed, graphed_plain = graphed * per_epoch, graphed_plain * per_epoch
             seconds.update({"a_trainer_alpha_-1_cuda_graphs": round(graphed, 2),
                             "b_trainer_alpha_0_cuda_graphs": round(graphed_plain, 2)})
             ratios.update({"speedup_c_over_a_cuda_graphs": round(baseline / graphed, 3),
-                           "ratio_a_over_b_cuda_graphs": round(graphed / graphed_plain, 3)})
+                           "ratio_a_over_b_cuda_graphs": round(graphed / graphed_plain, 3),
+                           "ratio_a_over_b_cuda_graphs_per_repeat": graphed_per_repeat})
     print(json.dumps({
         "benchmark": "train_speed", "device": torch.cuda.get_device_name(device) if device.type == "cuda"
         else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "trainer_precision": "bf16 autocast" if uses_bf16("auto", device) else "fp32", "baseline_precision": "fp32",
-        "data": data.name, "batch_size": BATCH, "steps_timed": args.steps, "loader_workers": args.workers,
+        "data": data.name, "batch_size": BATCH, "steps_timed": args.steps,
+        "repeats": args.repeats, "loader_workers": args.workers,
         "seconds_per_epoch": seconds, **ratios,
     }, indent=2))
 

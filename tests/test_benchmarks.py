@@ -1,0 +1,69 @@
+"""Every benchmark script runs at its smallest size on the CPU and prints the JSON it promises.
+
+Speed itself is never asserted (benchmarks/README.md): these only keep the scripts working
+as the package under them changes, so a GPU session's one `gpu_check.sh` call is not lost
+to an import error.
+"""
+import functools
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+SMALLEST = {
+    "train_speed": ["--steps", "1", "--warmup", "1", "--repeats", "2", "--workers", "0"],
+    "regularizer_overhead": ["--steps", "1", "--warmup", "1", "--repeats", "1", "--batch-size", "16"],
+    "measure_speed": ["--images", "64", "--batch-size", "32", "--repeats", "1"],
+    "sweep_throughput": ["--concurrency", "1", "--seconds", "1", "--warmup", "1"],
+}
+# what each script's JSON must hold: seconds or ratios that are finite and positive
+EXPECTED = {
+    "train_speed": ["seconds_per_epoch", "speedup_c_over_a", "ratio_a_over_b", "ratio_a_over_b_per_repeat"],
+    "regularizer_overhead": ["seconds_per_step", "ratio_alpha_minus_1_vs_none", "ratio_alpha_0_vs_none"],
+    "measure_speed": ["forward_seconds", "measure_seconds", "ratio"],
+    "sweep_throughput": ["images_per_second", "ratio_vs_k1"],
+}
+
+
+def positive_numbers(value) -> list[float]:
+    if isinstance(value, dict):
+        return [n for item in value.values() for n in positive_numbers(item)]
+    if isinstance(value, list):
+        return [n for item in value for n in positive_numbers(item)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+@functools.lru_cache(maxsize=None)
+def run_benchmark(name: str) -> dict:
+    command = [sys.executable, str(BENCHMARKS / f"{name}.py"), "--device", "cpu", *SMALLEST[name]]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return json.loads(finished.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SMALLEST))
+def test_benchmark_runs_on_cpu_and_prints_one_json_object(name):
+    result = run_benchmark(name)
+    assert result["benchmark"] == name
+    assert result["device"].startswith("cpu")
+    for key in EXPECTED[name]:
+        numbers = positive_numbers(result[key])
+        assert numbers and all(math.isfinite(n) and n > 0 for n in numbers), (key, result[key])
+
+
+@pytest.mark.slow
+def test_train_speed_times_both_trainers_once_per_repeat():
+    result = run_benchmark("train_speed")
+    assert len(result["ratio_a_over_b_per_repeat"]) == 2 == result["repeats"]
+    assert set(result["seconds_per_epoch"]) == {"a_trainer_alpha_-1", "b_trainer_alpha_0", "c_standard_loop"}
+
+
+def test_gpu_check_script_parses():
+    finished = subprocess.run(["bash", "-n", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
