@@ -27,17 +27,21 @@ step() {  # step NAME SECONDS COMMAND...: run one check under a time limit, its 
     echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - started))s" | tee -a "$LOG"
 }
 
-step environment 30 bash -c 'nvidia-smi; python3 -c "import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.cuda.get_device_name())"'
-step cifar 90 python3 .gpu/make_cifar10.py "$DATA"
-step tests 90 python3 -m pytest -q -x tests/test_train_step.py tests/test_regularizer.py tests/test_augment.py
-step train_speed 150 python3 benchmarks/train_speed.py --device "$DEVICE" --data-root "$DATA" --steps 100 --warmup 10 --workers 8
-step regularizer_overhead 60 python3 benchmarks/regularizer_overhead.py --device "$DEVICE"
-step measure_speed 45 python3 benchmarks/measure_speed.py --device "$DEVICE" --channels-last
-step sweep_throughput 120 python3 benchmarks/sweep_throughput.py --device "$DEVICE" --concurrency 1 2 4 --seconds 10
+# The limits add up to 555 s, inside the device tool's 600 s per command.
+step environment 20 bash -c 'nvidia-smi; python3 -c "import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.cuda.get_device_name())"'
+step cifar 45 python3 .gpu/make_cifar10.py "$DATA"
+step tests 60 python3 -m pytest -q -x tests/test_train_step.py tests/test_regularizer.py tests/test_augment.py
+step train_speed 120 python3 benchmarks/train_speed.py --device "$DEVICE" --data-root "$DATA" --steps 100 --warmup 10 --workers 8
+# A Tiny ImageNet epoch (ResNet18, 64x64, batch 512, 100,000 images) on random images: the config's runtime.
+step train_speed_resnet18 60 python3 benchmarks/train_speed.py --device "$DEVICE" --model resnet18 --stem cifar \
+    --image-size 64 --classes 200 --batch-size 512 --epoch-images 100000 --steps 10 --warmup 3 --repeats 1 --workers 8
+step regularizer_overhead 45 python3 benchmarks/regularizer_overhead.py --device "$DEVICE"
+step measure_speed 30 python3 benchmarks/measure_speed.py --device "$DEVICE" --channels-last
+step sweep_throughput 90 python3 benchmarks/sweep_throughput.py --device "$DEVICE" --concurrency 1 2 4 --seconds 10
 # A real ResNet20 run of the paper recipe's first 15 epochs (lr 0.1, no decay yet), CUDA graphs on:
 # seconds per epoch including each epoch's test-set evaluation, and accuracy so far.
 RUNS=/tmp/selectivity-gpu-runs
-step resnet20_15_epochs 90 python3 -m selectivity train experiments/resnet20-cifar10.toml --data-root "$DATA" \
+step resnet20_15_epochs 85 python3 -m selectivity train experiments/resnet20-cifar10.toml --data-root "$DATA" \
     --epochs 15 --alpha -1 --device "$DEVICE" --out "$RUNS" --no-progress --set train.cuda_graphs=true --set evaluation.every=1
 cp "$RUNS"/*/seed_0/metrics.jsonl "$OUT/resnet20_metrics.jsonl" 2>/dev/null
 python3 -c "
