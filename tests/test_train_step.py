@@ -1,9 +1,11 @@
 """TrainStep: the graph path's bookkeeping (checked on the CPU with a stand-in for CUDA graphs) and,
 where a GPU exists, real CUDA graphs against eager steps."""
 import dataclasses
+import traceback
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from selectivity.config import ExperimentConfig, RegularizerSettings, TrainSettings, config_from_dict
 from selectivity.data import load_dataset
@@ -32,20 +34,59 @@ class RecordedStep:
         self.step(self.buffer)
 
 
-def train_digits(cuda_graphs: bool, epochs: int = 2, batch_size: int = 100, alpha: float = -1.0):
+# ops that make the host wait for the device (item(), bool(tensor), data-dependent shapes): inside a
+# CUDA graph capture they raise, and in an eager CUDA step they stall the pipeline
+HOST_SYNC_OPS = {"_local_scalar_dense", "is_nonzero", "nonzero", "equal", "unique", "_unique2", "unique_consecutive",
+                 "masked_select", "repeat_interleave"}
+
+
+class HostSyncs(TorchDispatchMode):
+    """Records every host-synchronising op dispatched inside it, with the selectivity line that caused it."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[tuple[str, str]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split(".")[0]
+        if name == "index" and any(i is not None and i.dtype == torch.bool for i in args[1]):
+            name = "index with a boolean mask"  # its nonzero runs inside the CPU kernel, unseen by this mode
+        if name in HOST_SYNC_OPS or name.startswith("index with"):
+            ours = [frame for frame in traceback.extract_stack() if "/selectivity/" in frame.filename]
+            self.found.append((name, f"{ours[-1].filename}:{ours[-1].lineno}: {ours[-1].line}" if ours else "?"))
+        return func(*args, **(kwargs or {}))
+
+    def unexpected(self) -> list[tuple[str, str]]:
+        # one_hot checks its labels' range with two item() calls on the CPU only; on CUDA it leaves
+        # that to scatter's device-side assert (ATen Onehot.cpp), so a captured step makes no sync there
+        return [(name, where) for name, where in self.found if "one_hot(" not in where]
+
+
+class SyncCheckedStep(RecordedStep):
+    """RecordedStep whose replays record host syncs: what a CUDA graph would capture must have none."""
+
+    syncs = HostSyncs()
+
+    def replay(self):
+        with SyncCheckedStep.syncs:
+            self.step(self.buffer)
+
+
+def train_digits(cuda_graphs: bool, epochs: int = 2, batch_size: int = 100, alpha: float = -1.0,
+                 capture=RecordedStep, fused_sgd: bool = False):
     """Parameters and per-epoch totals after training small_cnn on digits (1,347 images: the last batch is short)."""
     torch.manual_seed(0)
     data = load_dataset("digits")
     config = ExperimentConfig(data=dataclasses.replace(ExperimentConfig().data, crop_padding=1, flip=True),
                               train=TrainSettings(epochs=epochs, batch_size=batch_size, lr=0.05), device="cpu")
     model = build_model(config, data).to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config, torch.device("cpu"))
-    regularizer = SelectivityRegularizer(torch.tensor(alpha), data.num_classes)
+    optimizer = make_optimizer(model, config, torch.device("cpu"), fused=fused_sgd)
+    regularizer = SelectivityRegularizer(torch.tensor(alpha) if alpha else 0.0, data.num_classes)
     generator = torch.Generator().manual_seed(0)
     totals, step = [], 0
     with regularizer.attach(model):
         stepper = TrainStep(model, optimizer, regularizer, data, data.train.images, data.train.labels, config,
-                            use_bf16=False, cuda_graphs=cuda_graphs, capture=RecordedStep)
+                            use_bf16=False, cuda_graphs=cuda_graphs, capture=capture)
         for _ in range(epochs):
             randomness = draw_epoch_randomness(generator, len(data.train.labels), 1, True)
             epoch_totals, steps = train_epoch(stepper, epoch_plan(randomness), config, step, False, "test")
@@ -77,6 +118,23 @@ def test_each_batch_size_runs_eagerly_before_it_is_captured():
     train_digits(cuda_graphs=True, epochs=1, batch_size=100)
     # 13 full batches: WARMUP_STEPS eager, then one capture; the short batch appears once (eager)
     assert 13 > WARMUP_STEPS and RecordedStep.captures == 1
+
+
+@pytest.mark.parametrize("alpha", [-1.0, 0.0])  # a device-tensor alpha, and plain training that logs mu_SI
+def test_a_captured_step_makes_no_host_sync(alpha):
+    SyncCheckedStep.syncs = HostSyncs()
+    # fused SGD as on CUDA: the CPU's default SGD reads a tensor lr with item()
+    train_digits(cuda_graphs=True, epochs=1, batch_size=100, alpha=alpha, capture=SyncCheckedStep, fused_sgd=True)
+    assert SyncCheckedStep.syncs.found, "the step never ran under the sync check"  # one_hot's CPU checks at least
+    assert SyncCheckedStep.syncs.unexpected() == []
+
+
+def test_the_sync_check_sees_an_item_call():
+    syncs = HostSyncs()
+    with syncs:
+        float(torch.ones(2).sum())
+        torch.arange(4)[torch.tensor([True, False, True, False])]  # boolean mask: data-dependent shape
+    assert [name for name, _ in syncs.found] == ["_local_scalar_dense", "index with a boolean mask"]
 
 
 def test_epoch_plan_lists_each_image_once_with_its_own_augmentation():
