@@ -34,10 +34,11 @@ class RecordedStep:
         self.step(self.buffer)
 
 
-# ops that make the host wait for the device (item(), bool(tensor), data-dependent shapes): inside a
-# CUDA graph capture they raise, and in an eager CUDA step they stall the pipeline
+# ops that make the host wait for the device (item(), bool(tensor), data-dependent shapes) or copy
+# from host memory (torch.tensor(data): lift_fresh): inside a CUDA graph capture they raise, and in
+# an eager CUDA step they stall the pipeline
 HOST_SYNC_OPS = {"_local_scalar_dense", "is_nonzero", "nonzero", "equal", "unique", "_unique2", "unique_consecutive",
-                 "masked_select", "repeat_interleave"}
+                 "masked_select", "repeat_interleave", "lift_fresh"}
 
 
 class HostSyncs(TorchDispatchMode):
@@ -133,8 +134,9 @@ def test_the_sync_check_sees_an_item_call():
     syncs = HostSyncs()
     with syncs:
         float(torch.ones(2).sum())
-        torch.arange(4)[torch.tensor([True, False, True, False])]  # boolean mask: data-dependent shape
-    assert [name for name, _ in syncs.found] == ["_local_scalar_dense", "index with a boolean mask"]
+        mask = torch.tensor([True, False, True, False])  # from host data
+        torch.arange(4)[mask]  # boolean mask: data-dependent shape
+    assert [name for name, _ in syncs.found] == ["_local_scalar_dense", "lift_fresh", "index with a boolean mask"]
 
 
 def test_epoch_plan_lists_each_image_once_with_its_own_augmentation():
