@@ -27,7 +27,6 @@ from selectivity.regularizer import SelectivityRegularizer
 from selectivity.train.augment import EpochRandomness, crop_and_flip
 
 WARMUP_STEPS = 3
-PLAN_ROWS = 4  # image index, crop row offset, crop column offset, flip (0/1)
 
 
 def epoch_plan(randomness: EpochRandomness) -> torch.Tensor:
