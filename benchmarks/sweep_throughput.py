@@ -27,10 +27,7 @@ def _setup(device_name: str):
     from selectivity.config import DataSettings, ExperimentConfig, ModelSettings, TrainSettings
     from selectivity.data import DatasetSplits, LabelledImages, load_dataset
     from selectivity.models import create_model
-    from selectivity.regularizer import SelectivityRegularizer
-    from selectivity.train.loop import make_optimizer, regularizer_alpha
-    from selectivity.train.setup import uses_bf16
-    from selectivity.train.step import TrainStep
+    from trainer_setup import attached_train_step
 
     device = torch.device(device_name)
     if device.type == "cuda":  # ResNet20 on CIFAR-sized random images, augmented as for CIFAR
@@ -45,13 +42,7 @@ def _setup(device_name: str):
         config = ExperimentConfig(train=TrainSettings(batch_size=BATCH))
     torch.manual_seed(0)
     model = create_model(config.model.name, data.num_classes, in_channels=data.image_shape[0])
-    model = model.to(device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config, device)
-    regularizer = SelectivityRegularizer(regularizer_alpha(-1.0, device), data.num_classes)
-    regularizer.attach(model).__enter__()  # for the life of the process, as train_run attaches once per run
-    images, labels = data.train.images.to(device), data.train.labels.to(device)
-    stepper = TrainStep(model, optimizer, regularizer, data, images, labels, config, uses_bf16("auto", device))
-    return data, config, stepper, device
+    return data, config, attached_train_step(model, data, config, device, -1.0), device
 
 
 def _train_steps(state, steps: int) -> int:

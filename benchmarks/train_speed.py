@@ -31,12 +31,11 @@ from PIL import Image
 from selectivity.config import DataSettings, ExperimentConfig, ModelSettings, TrainSettings
 from selectivity.data import DatasetSplits, LabelledImages, load_dataset
 from selectivity.models import create_model
-from selectivity.regularizer import SelectivityRegularizer
 from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.epoch import train_epoch
-from selectivity.train.step import WARMUP_STEPS, TrainStep, epoch_plan
-from selectivity.train.loop import make_optimizer, regularizer_alpha
+from selectivity.train.step import WARMUP_STEPS, epoch_plan
 from selectivity.train.setup import resolve_device, uses_bf16
+from trainer_setup import attached_train_step
 
 @dataclass(frozen=True)
 class Workload:
@@ -54,7 +53,7 @@ class Workload:
         return create_model(self.model, self.classes, **options)
 
 
-def cifar_like(data_root: str | None, num_images: int, workload: Workload = Workload()) -> DatasetSplits:
+def benchmark_data(data_root: str | None, num_images: int, workload: Workload = Workload()) -> DatasetSplits:
     if data_root:
         data = load_dataset("cifar10", root=data_root)
         split = LabelledImages(data.train.images[:num_images].contiguous(), data.train.labels[:num_images].contiguous())
@@ -86,13 +85,7 @@ class TimedTrainer:
             device=str(device),
         )
         torch.manual_seed(0)
-        model = workload.create_model().to(device, memory_format=torch.channels_last)
-        optimizer = make_optimizer(model, self.config, device)
-        images, labels = data.train.images.to(device), data.train.labels.to(device)
-        regularizer = SelectivityRegularizer(regularizer_alpha(alpha, device), workload.classes)
-        regularizer.attach(model).__enter__()  # hooks stay on for the life of this benchmark process
-        self.stepper = TrainStep(model, optimizer, regularizer, data, images, labels, self.config,
-                                 uses_bf16("auto", device), cuda_graphs=cuda_graphs)
+        self.stepper = attached_train_step(workload.create_model(), data, self.config, device, alpha)
         self.generator = torch.Generator().manual_seed(0)
 
     def seconds_per_step(self, steps: int) -> float:
@@ -185,7 +178,7 @@ def main() -> None:
     device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
-    data = cifar_like(args.data_root, max(args.warmup + args.steps, WARMUP_STEPS + 2) * workload.batch, workload)
+    data = benchmark_data(args.data_root, max(args.warmup + args.steps, WARMUP_STEPS + 2) * workload.batch, workload)
     per_epoch = workload.epoch_images / workload.batch
     baseline = time_standard_loop(data, device, args.warmup, args.steps, args.workers, workload) * per_epoch
     regularized, plain, per_repeat = time_trainers(data, device, args.warmup, args.steps, args.repeats,
