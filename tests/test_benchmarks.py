@@ -38,10 +38,15 @@ def positive_numbers(value) -> list[float]:
     return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
 
 
+def run_script(name: str, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), *arguments],
+                          capture_output=True, text=True, timeout=300)
+
+
 @functools.lru_cache(maxsize=None)
-def run_benchmark(name: str) -> dict:
-    command = [sys.executable, str(BENCHMARKS / f"{name}.py"), "--device", "cpu", *SMALLEST[name]]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+def run_benchmark(name: str, *arguments: str) -> dict:
+    """The JSON of `name` run on the CPU with `arguments` (default: its smallest size); once per test session."""
+    finished = run_script(name, "--device", "cpu", *(arguments or SMALLEST[name]))
     assert finished.returncode == 0, finished.stderr[-2000:]
     return json.loads(finished.stdout)
 
@@ -59,19 +64,15 @@ def test_benchmark_runs_on_cpu_and_prints_one_json_object(name):
 
 @pytest.mark.slow
 def test_train_speed_takes_another_workload():
-    command = [sys.executable, str(BENCHMARKS / "train_speed.py"), "--device", "cpu", "--model", "small_cnn",
-               "--image-size", "12", "--classes", "3", "--batch-size", "8", "--epoch-images", "80",
-               "--steps", "1", "--warmup", "1", "--repeats", "1", "--workers", "0"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    result = json.loads(finished.stdout)
+    result = run_benchmark("train_speed", "--model", "small_cnn", "--image-size", "12", "--classes", "3",
+                           "--batch-size", "8", "--epoch-images", "80", "--steps", "1", "--warmup", "1",
+                           "--repeats", "1", "--workers", "0")
     assert (result["model"], result["classes"], result["image_size"], result["batch_size"]) == ("small_cnn", 3, 12, 8)
     assert result["epoch_images"] == 80 and all(s > 0 for s in result["seconds_per_epoch"].values())
 
 
 def test_train_speed_refuses_cifar_data_for_another_workload(tmp_path):
-    command = [sys.executable, str(BENCHMARKS / "train_speed.py"), "--data-root", str(tmp_path), "--classes", "200"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    finished = run_script("train_speed", "--data-root", str(tmp_path), "--classes", "200")
     assert finished.returncode == 2 and "--data-root is CIFAR-10" in finished.stderr
 
 
