@@ -24,7 +24,8 @@ from selectivity import atomic
 from selectivity.alpha_schedule import alpha_at_epoch
 from selectivity.store import RunDirectory
 
-LAYERS = ("conv1.relu", "conv2.relu", "fc1.relu")
+# Call order, which sorted JSON keys would scramble: "relu" (a stem) < "features.12" < "features.2" lexically.
+LAYERS = ("relu", "features.2", "features.12")
 UNITS_PER_LAYER = 3
 
 
@@ -37,8 +38,8 @@ class FakeRunFailed(RuntimeError):
 def _record(config, epoch: int) -> dict:
     alpha = alpha_at_epoch(config.regularizer.alpha, epoch)
     rng = random.Random(f"{alpha}/{config.seed}/{epoch}")
-    layers = {name: {"mean_si": rng.random(), "dead_fraction": rng.random() / 4, "num_units": UNITS_PER_LAYER}
-              for name in LAYERS}
+    layers = {name: {"layer_index": index, "mean_si": rng.random(), "dead_fraction": rng.random() / 4,
+                     "num_units": UNITS_PER_LAYER} for index, name in enumerate(LAYERS)}
     return {"epoch": epoch, "alpha": alpha, "lr": 0.1, "train_loss": rng.random(), "train_batch_si": rng.random(),
             "test_accuracy": rng.random(), "test_loss": rng.random(), "mean_si": rng.random(),
             "dead_fraction": rng.random(), "seconds": 0.0, "layers": layers}

@@ -3,6 +3,7 @@ import dataclasses
 import json
 
 import pandas as pd
+import torch
 import pytest
 
 from selectivity.config import ExperimentConfig, TrainSettings
@@ -46,13 +47,15 @@ def test_table_has_the_report_columns_and_the_final_record(tmp_path):
     for metric in ("test_accuracy", "test_loss", "mean_si", "dead_fraction", "train_loss", "train_batch_si"):
         assert network.loc[metric, "value"] == record[metric]
     layers = rows[(rows["layer"] != "network") & (rows["unit"] == -1)]
-    for index, (name, values) in enumerate(record["layers"].items()):  # depth order from metrics.jsonl
+    for index, name in enumerate(fake.LAYERS):  # the fake trainer's call order, not the JSON key order
         layer = layers[layers["layer"] == name].set_index("metric")
         assert set(layer["layer_index"]) == {index}
-        assert {m: layer.loc[m, "value"] for m in ("mean_si", "dead_fraction", "num_units")} == values
+        values = record["layers"][name]
+        assert {m: layer.loc[m, "value"] for m in ("mean_si", "dead_fraction", "num_units")} == {
+            m: values[m] for m in ("mean_si", "dead_fraction", "num_units")}
     units = run.directory.read_units()
     si = rows[rows["metric"] == "si"].sort_values(["layer_index", "unit"])
-    expected = units.assign(order=units["layer"].map(list(record["layers"]).index)).sort_values(["order", "unit"])
+    expected = units.assign(order=units["layer"].map(fake.LAYERS.index)).sort_values(["order", "unit"])
     assert si["value"].tolist() == expected["si"].tolist()
     dead = rows[rows["metric"] == "dead"]
     assert dead["value"].sum() == units["dead"].sum() and set(dead["value"]) <= {0.0, 1.0}
@@ -133,10 +136,69 @@ def test_builtin_analyses_are_found_by_name():
     assert get_analysis("cca") is off_axis_control and "cca" in list_analyses()
 
 
-def test_metrics_layer_order_sets_layer_index_even_if_units_differ(tmp_path):
+def test_layer_index_is_the_recorded_call_order_not_the_json_key_order(tmp_path):
     folder = SweepFolder(tmp_path)
     run = make_runs(folder, alphas=(0.0,), seeds=(0,))[0]
     record = json.loads(run.directory.metrics_path.read_text().splitlines()[-1])
+    assert list(record["layers"]) != list(fake.LAYERS)  # sorted keys scramble the call order on disk
     table = build_results([run], folder)
     order = table[table["unit"] == 0].drop_duplicates("layer").sort_values("layer_index")["layer"].tolist()
-    assert order == list(record["layers"])
+    assert order == list(fake.LAYERS)
+
+
+def test_a_record_without_layer_index_is_refused_not_guessed(tmp_path):
+    folder = SweepFolder(tmp_path)
+    run = make_runs(folder, alphas=(0.0,), seeds=(0,))[0]
+    records = run.directory.read_metrics()
+    for values in records[-1]["layers"].values():
+        del values["layer_index"]
+    run.directory.write_metrics(records)
+    with pytest.raises(SelectivityError, match="no recorded layer_index"):
+        build_results([run], folder)
+
+
+class _CallOrderProbe(torch.nn.Module):
+    """Registration, lexical and call orders all differ: `features` is registered first, the
+    stem's `relu` runs first, and "features.12" sorts before "features.2"."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1):
+        super().__init__()
+        self.features = torch.nn.Sequential(*[torch.nn.Identity() for _ in range(13)])
+        self.features[2], self.features[12] = torch.nn.ReLU(), torch.nn.ReLU()
+        self.features[1] = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.features[11] = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.stem = torch.nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.fc = torch.nn.Linear(4, num_classes)
+        self.unit_layers = ("relu", "features.2", "features.12")
+        self.block_output_layers = ("features.12",)
+
+    def forward(self, x):
+        return self.fc(self.features(self.relu(self.stem(x))).mean((2, 3)))
+
+
+def test_trained_run_table_is_in_call_order_for_a_model_whose_names_sort_otherwise(tmp_path):
+    from selectivity.models.registry import _MODEL_FACTORIES, register_model
+    from selectivity.store import RunDirectory
+    from selectivity.train import train_run
+
+    def call_order_probe(num_classes: int = 10, in_channels: int = 1):
+        return _CallOrderProbe(num_classes, in_channels)
+
+    _MODEL_FACTORIES.pop("call_order_probe", None)
+    register_model(call_order_probe)
+    try:
+        config = ExperimentConfig(train=TrainSettings(epochs=1), device="cpu")
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, name="call_order_probe"))
+        folder = SweepFolder(tmp_path)
+        run = SweepRun(config, "0", run_path(folder.runs_dir, config))
+        train_run(config, run.path, progress=False)
+        table = build_results([run], folder)
+    finally:
+        _MODEL_FACTORIES.pop("call_order_probe", None)
+    layer_rows = table[(table["unit"] == -1) & (table["layer"] != "network")]
+    order = layer_rows.drop_duplicates("layer").sort_values("layer_index")["layer"].tolist()
+    assert order == ["relu", "features.2", "features.12"]  # the forward pass's order
+    unit_rows = table[table["unit"] >= 0].drop_duplicates("layer").set_index("layer")["layer_index"]
+    assert unit_rows.to_dict() == {"relu": 0, "features.2": 1, "features.12": 2}
+    assert list(RunDirectory(run.path).read_metrics()[-1]["layers"]) == sorted(order)  # what the file alone gives

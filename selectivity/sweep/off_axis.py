@@ -85,9 +85,12 @@ def off_axis_control(context: AnalysisContext) -> list[dict]:
     first = activations[baseline[0].run_id]
     # alpha and epoch of each run's final evaluation, as the table already holds them
     final_records = context.table.drop_duplicates("run_id").set_index("run_id")[["alpha", "epoch"]].to_dict("index")
+    # depth order as the trainer recorded it, so these rows share one index per layer with the table's
+    depth = context.table[context.table["unit"] == -1].drop_duplicates("layer").set_index("layer")["layer_index"]
     rows = []
     for method in METHODS:
-        for layer_index, layer in enumerate(first):
+        for layer in first:
+            layer_index = int(depth[layer]) if layer in depth.index else -1
             pairs = [_distance(activations[a.run_id][layer], activations[b.run_id][layer], method, max_units)
                      for a, b in itertools.permutations(baseline, 2)]
             pairs = [d for d in pairs if d is not None]

@@ -5,7 +5,7 @@ selectivity.report.tables reads; see docs/report.md and docs/sweeps.md):
 
     network rows (layer "network", layer_index -1, unit -1): NETWORK_METRICS of the run's
         last metrics.jsonl record
-    layer rows (unit -1): LAYER_METRICS of that record's "layers", layer_index = depth order
+    layer rows (unit -1): LAYER_METRICS of that record's "layers", layer_index = its recorded depth order
     unit rows (unit >= 0): UNIT_METRICS from units.parquet
     analysis rows: whatever the sweep's post-sweep analyses return (selectivity.sweep.analyses)
 """
@@ -43,16 +43,32 @@ def _final_record(run: SweepRun) -> dict:
     return records[-1]
 
 
+def recorded_layer_order(record: dict, source) -> dict[str, int]:
+    """Layer name -> depth (capture) order, as the trainer recorded it with every layer.
+
+    Never recovered from key order: metrics.jsonl is written with sorted keys.
+    """
+    order = {}
+    for layer, values in record.get("layers", {}).items():
+        if not isinstance(values.get("layer_index"), int):
+            raise SelectivityError(
+                f"{source}: layer {layer!r} has no recorded layer_index (written by an older version); "
+                "expected every layer record to carry its depth order: redo the run"
+            )
+        order[layer] = values["layer_index"]
+    return order
+
+
 def run_rows(run: SweepRun) -> pd.DataFrame:
     """Every row of one done run (network, layer and unit rows) at its final evaluation."""
     record = _final_record(run)
     config = run.config
-    layer_order = list(record.get("layers", {}))
+    layer_index = recorded_layer_order(record, run.directory.metrics_path)
     units = run.directory.read_units()
-    for name in units["layer"].drop_duplicates():  # unit layers the metrics did not name go last
-        if name not in layer_order:
-            layer_order.append(name)
-    layer_index = {name: index for index, name in enumerate(layer_order)}
+    unnamed = sorted(set(units["layer"]) - set(layer_index))
+    if unnamed:
+        raise SelectivityError(f"{run.path}: units.parquet has layers {unnamed} that the final metrics record lacks; "
+                               "expected the same layers in both")
     rows = [(NETWORK_LAYER, -1, -1, metric, record[metric]) for metric in NETWORK_METRICS if metric in record]
     for layer, values in record.get("layers", {}).items():
         rows += [(layer, layer_index[layer], -1, metric, values[metric]) for metric in LAYER_METRICS

@@ -225,8 +225,10 @@ def _record(session: Session, epoch: int, alpha: float, totals, measurement, sec
         "mean_si": measurement.mean_si,
         "dead_fraction": measurement.dead_fraction,
         "seconds": seconds,
+        # layer_index is the capture (call) order: JSON objects and sorted keys lose order, so it is stored.
         "layers": {
-            row.layer: {"mean_si": row.mean_si, "dead_fraction": row.dead_fraction, "num_units": int(row.num_units)}
-            for row in measurement.layers.itertuples()
+            row.layer: {"layer_index": index, "mean_si": row.mean_si, "dead_fraction": row.dead_fraction,
+                        "num_units": int(row.num_units)}
+            for index, row in enumerate(measurement.layers.itertuples())
         },
     }
