@@ -107,3 +107,38 @@ def test_open_sweep_reads_a_spec_or_the_manifest_of_a_sweep_folder(tmp_path):
         [(r.run_id, r.alpha_label, r.path, r.config) for r in runs]
     with pytest.raises(SelectivityError, match="no sweep.json"):
         open_sweep(tmp_path / "configs")
+
+
+def test_analysis_settings_reach_each_analysis_and_survive_the_manifest(tmp_path):
+    from selectivity.sweep.analyses import AnalysisContext, register_analysis, run_analyses
+
+    seen = {}
+
+    @register_analysis("test-settings-a")
+    def first(context):
+        seen["a"] = context.settings
+        return []
+
+    @register_analysis("test-settings-b")
+    def second(context):
+        seen["b"] = context.settings
+        return []
+
+    path = write_spec(tmp_path, 'alphas = [0]\nanalyses = ["test-settings-a", "test-settings-b"]\n'
+                                '[analysis_settings.test-settings-a]\nshuffles = 7\nmode = "mean"\n')
+    name, folder, runs, analyses = open_sweep(path, store=tmp_path / "sweep")
+    assert analyses == ("test-settings-a", "test-settings-b")  # still reads as the names
+    folder.write_manifest(name, runs, analyses)
+    _, _, _, again = open_sweep(tmp_path / "sweep")
+    run_analyses(again, AnalysisContext(folder=folder, runs=[], table=None))
+    assert seen == {"a": {"shuffles": 7, "mode": "mean"}, "b": {}}
+
+
+@pytest.mark.parametrize("body, message", [
+    ('alphas = [0]\nanalyses = ["cca"]\n[analysis_settings.ablation]\nk = 1\n', "does not name"),
+    ('alphas = [0]\nanalyses = ["cca"]\nanalysis_settings = 3\n', "expected tables"),
+    ('alphas = [0]\nanalyses = ["cca"]\n[analysis_settings]\ncca = 3\n', "expected a table of settings"),
+])
+def test_bad_analysis_settings_are_one_line_errors(tmp_path, body, message):
+    with pytest.raises(SelectivityError, match=message):
+        load_sweep_spec(write_spec(tmp_path, body))

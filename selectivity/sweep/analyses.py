@@ -4,10 +4,11 @@ An analysis takes an AnalysisContext (the sweep folder, its done runs, the table
 far) and returns rows with the table's columns (a DataFrame or a list of dicts), e.g. the
 off-axis control's per-layer `pwcca_ratio` rows (layer rows: unit -1, metric, value).
 Name analyses in the sweep spec, `analyses = ["cca"]`, either by a name registered here
-with @register_analysis("cca") or as "package.module:function".
+with @register_analysis("cca") or as "package.module:function". An analysis's settings come
+from the spec's `[analysis_settings.<name>]` table and reach it as `context.settings`.
 """
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
@@ -23,6 +24,33 @@ class AnalysisContext:
     folder: "SweepFolder"
     runs: list["SweepRun"]  # the done runs only
     table: pd.DataFrame  # the per-run rows (network, layer, unit)
+    settings: dict = field(default_factory=dict)  # this analysis's [analysis_settings.<name>] table
+
+
+class AnalysisPlan(tuple):
+    """The names of the post-sweep analyses, in order, with each one's settings.
+
+    A tuple of names (so code that only needs names treats it as one) carrying
+    `settings`: {name: dict} from the spec's `[analysis_settings.<name>]` tables.
+    """
+
+    def __new__(cls, names=(), settings: dict | None = None):
+        plan = super().__new__(cls, names)
+        settings = settings or {}
+        unknown = sorted(set(settings) - set(plan))
+        if unknown:
+            raise SelectivityError(f"analysis_settings for {unknown}, which analyses = {list(plan)} does not name; "
+                                   "expected settings only for listed analyses")
+        for name, values in settings.items():
+            if not isinstance(values, dict):
+                raise SelectivityError(f"analysis_settings.{name} = {values!r}; expected a table of settings")
+        plan.settings = {name: dict(settings.get(name, {})) for name in plan}
+        return plan
+
+    @classmethod
+    def of(cls, analyses) -> "AnalysisPlan":
+        """`analyses` as a plan: a plan is kept, a plain sequence of names gets empty settings."""
+        return analyses if isinstance(analyses, AnalysisPlan) else cls(tuple(analyses))
 
 
 Analysis = Callable[[AnalysisContext], "pd.DataFrame | list[dict]"]
@@ -67,7 +95,9 @@ def get_analysis(name: str) -> Analysis:
     raise SelectivityError(f"unknown analysis {name!r}; expected a registered name ({known}) or module:function")
 
 
-def run_analyses(names: tuple[str, ...], context: AnalysisContext) -> list["pd.DataFrame | list[dict]"]:
-    """Call each named analysis in order; returns what each returned (checked by the caller)."""
-    functions = [get_analysis(name) for name in names]  # fail on a bad name before any work
-    return [function(context) for function in functions]
+def run_analyses(analyses, context: AnalysisContext) -> list["pd.DataFrame | list[dict]"]:
+    """Call each analysis of `analyses` (names or an AnalysisPlan) in order, each with its own
+    settings; returns what each returned (checked by the caller)."""
+    plan = AnalysisPlan.of(analyses)
+    functions = [get_analysis(name) for name in plan]  # fail on a bad name before any work
+    return [function(replace(context, settings=plan.settings[name])) for name, function in zip(plan, functions)]

@@ -103,7 +103,7 @@ def _line(bar: tqdm, outcome: RunOutcome, run: SweepRun, result: SweepResult) ->
               f" ({result.done} done, {len(result.failed)} failed)")
 
 
-def run_sweep(name: str, folder: SweepFolder, runs: list[SweepRun], executor, analyses: tuple[str, ...] = (),
+def run_sweep(name: str, folder: SweepFolder, runs: list[SweepRun], executor, analyses=(),
               retry_failed: bool = False, stale_after: float = claims.DEFAULT_STALE_AFTER,
               poll_seconds: float = 5.0, progress: bool = True, trainer: str = DEFAULT_TRAINER) -> SweepResult:
     """Run every run of a sweep that is not done, then write results.parquet / results.csv.
@@ -112,7 +112,7 @@ def run_sweep(name: str, folder: SweepFolder, runs: list[SweepRun], executor, an
         name: the sweep's name (recorded in sweep.json).
         folder: the sweep folder; runs: its expanded grid (SweepFolder.runs_for).
         executor: from selectivity.sweep.executors.make_executor; closed by the caller.
-        analyses: post-sweep analyses whose rows are appended to the table.
+        analyses: post-sweep analyses (names or an AnalysisPlan with settings) whose rows are appended.
         retry_failed: rerun runs that failed before (default: keep them as failed).
         stale_after: heartbeat age (s) after which another worker's claim is taken over.
         poll_seconds: how often to look at runs claimed by other workers.

@@ -19,6 +19,7 @@ from selectivity.config import ExperimentConfig, config_from_dict, config_hash, 
 from selectivity.errors import SelectivityError
 from selectivity.paths import runs_root
 from selectivity.store import RunDirectory, run_path
+from selectivity.sweep.analyses import AnalysisPlan
 from selectivity.sweep.spec import SweepSpec, grid_configs, load_sweep_spec
 
 
@@ -54,13 +55,15 @@ class SweepFolder:
         """Every run of the spec's grid, placed in this folder."""
         return [SweepRun(config, label, run_path(self.runs_dir, config)) for config, label in grid_configs(spec)]
 
-    def write_manifest(self, name: str, runs: list[SweepRun], analyses: tuple[str, ...] = ()) -> None:
+    def write_manifest(self, name: str, runs: list[SweepRun], analyses=()) -> None:
         entries = [{"run_id": run.run_id, "alpha_label": run.alpha_label, "config": to_dict(run.config)}
                    for run in runs]
-        atomic.write_json(self.manifest_path, {"name": name, "analyses": list(analyses), "runs": entries})
+        plan = AnalysisPlan.of(analyses)
+        atomic.write_json(self.manifest_path, {"name": name, "analyses": list(plan),
+                                               "analysis_settings": plan.settings, "runs": entries})
 
-    def read_manifest(self) -> tuple[str, list[SweepRun], tuple[str, ...]]:
-        """(name, runs, analyses) as the last `selectivity sweep` on this folder expanded them."""
+    def read_manifest(self) -> tuple[str, list[SweepRun], AnalysisPlan]:
+        """(name, runs, analyses with their settings) as the last `selectivity sweep` on this folder expanded them."""
         try:
             manifest = json.loads(self.manifest_path.read_text())
         except FileNotFoundError:
@@ -69,7 +72,8 @@ class SweepFolder:
         for entry in manifest["runs"]:
             config = config_from_dict(entry["config"])
             runs.append(SweepRun(config, entry["alpha_label"], run_path(self.runs_dir, config)))
-        return manifest["name"], runs, tuple(manifest.get("analyses", ()))
+        plan = AnalysisPlan(tuple(manifest.get("analyses", ())), manifest.get("analysis_settings", {}))
+        return manifest["name"], runs, plan
 
     def log_event(self, event: str, run_id: str, **details) -> None:
         """Append one JSON line; a single small O_APPEND write is not interleaved with others."""

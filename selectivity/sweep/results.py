@@ -89,13 +89,14 @@ def run_rows(run: SweepRun) -> pd.DataFrame:
     return typed_table(table)
 
 
-def build_results(runs: list[SweepRun], folder: SweepFolder, analyses: tuple[str, ...] = ()) -> pd.DataFrame:
+def build_results(runs: list[SweepRun], folder: SweepFolder, analyses=()) -> pd.DataFrame:
     """The tidy table of every done run among `runs`, then the rows of each post-sweep analysis.
 
     Args:
         runs: the sweep's runs; those not `is_done()` are left out (never read as results).
         folder: the sweep folder, handed to the analyses.
-        analyses: names or "module:function" of post-sweep analyses (selectivity.sweep.analyses).
+        analyses: names or "module:function" of post-sweep analyses, or an AnalysisPlan that also
+            carries their settings (selectivity.sweep.analyses).
     Returns:
         The table with exactly COLUMNS (empty, with those columns, if no run is done).
     """

@@ -6,6 +6,8 @@
     seeds = 3                             # a count (0, 1, 2) or a list [0, 4, 7]
     analyses = []                         # post-sweep analyses by name (selectivity.sweep.analyses)
 
+    [analysis_settings.cca]               # optional: one table of settings per listed analysis
+
     [overrides]                           # dotted config keys applied to the base config
     "train.epochs" = 3
 
@@ -20,8 +22,9 @@ from selectivity.alpha_schedule import parse_alpha
 from selectivity.config import ExperimentConfig, load_config, read_toml
 from selectivity.config import parse_assignments as parse_set_values  # noqa: F401  (the sweep API's name)
 from selectivity.errors import SelectivityError
+from selectivity.sweep.analyses import AnalysisPlan
 
-SPEC_KEYS = ("name", "base", "alphas", "seeds", "analyses", "overrides")
+SPEC_KEYS = ("name", "base", "alphas", "seeds", "analyses", "analysis_settings", "overrides")
 SWEPT_SETTINGS = ("regularizer.alpha", "seed")  # set by the grid, not by overrides
 
 
@@ -32,7 +35,7 @@ class SweepSpec:
     alphas: tuple[float | str, ...]
     seeds: tuple[int, ...]
     overrides: dict = field(default_factory=dict)
-    analyses: tuple[str, ...] = ()
+    analyses: AnalysisPlan = AnalysisPlan()  # names, with each one's [analysis_settings.<name>]
 
 
 def alpha_label(alpha: float | str) -> str:
@@ -92,8 +95,17 @@ def spec_from_dict(values: dict, spec_dir: Path, default_name: str, where: str =
         alphas=alphas,
         seeds=_seeds(values.get("seeds", 1), "seeds"),
         overrides=dict(overrides),
-        analyses=tuple(analyses),
+        analyses=_analysis_plan(analyses, values.get("analysis_settings", {}), where),
     )
+
+
+def _analysis_plan(names: list, settings, where: str) -> AnalysisPlan:
+    if not isinstance(settings, dict):
+        raise SelectivityError(f"{where}: analysis_settings = {settings!r}; expected tables [analysis_settings.<name>]")
+    try:
+        return AnalysisPlan(tuple(names), settings)
+    except SelectivityError as error:
+        raise SelectivityError(f"{where}: {error}") from None
 
 
 def load_sweep_spec(path: str | Path, cli_overrides: dict | None = None) -> SweepSpec:
