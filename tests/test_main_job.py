@@ -22,6 +22,12 @@ def test_sweep_with_cca_and_report_end_to_end(tmp_path, capsys):
     assert [line[0] for line in table_lines] == ["-1", "0", "1"] and all(line[1] == "2" for line in table_lines)
     results = pd.read_parquet(tmp_path / "sweep" / "results.parquet")
     assert results["run_id"].nunique() == 6
+    # the console's ± is the sample std over seeds (the report's is a CI), and says so
+    assert "(mean ± std over seeds, not a confidence interval" in out
+    accuracy = results[(results["layer"] == "network") & (results["metric"] == "test_accuracy")]
+    for line in table_lines:
+        values = 100 * accuracy[accuracy["alpha"] == float(line[0])]["value"].to_numpy()
+        assert line[2:5] == [f"{values.mean():.2f}", "±", f"{values.std(ddof=1):.2f}"]
     ratios = results[results["metric"] == "pwcca_ratio"]
     assert set(ratios["alpha"]) == {-1.0, 1.0} and len(ratios) == 2 * 2 * 4  # runs x seeds x layers
     page = (tmp_path / "sweep" / "report" / "index.html").read_text()
