@@ -14,7 +14,6 @@ the result; pass --images 10000 for the full set).
 """
 import argparse
 import json
-import platform
 import statistics
 import time
 
@@ -25,6 +24,7 @@ from selectivity.data.batches import normalize_images
 from selectivity.measure import measure_model
 from selectivity.models import create_model
 from selectivity.train.setup import resolve_device
+from machine import describe_machine
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 NUM_CLASSES = 10
@@ -54,12 +54,6 @@ def timed(function, device: torch.device, *args) -> float:
     function(*args)
     synchronize(device)
     return time.perf_counter() - start
-
-
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def main() -> None:
@@ -94,7 +88,7 @@ def main() -> None:
     forward, measure = statistics.median(forward_seconds), statistics.median(measure_seconds)
     print(json.dumps({
         "benchmark": "measure_speed",
-        "device": describe(device),
+        **describe_machine(device),
         "model": "resnet20", "images": args.images, "batch_size": args.batch_size, "repeats": args.repeats,
         "channels_last": args.channels_last,
         "forward_seconds": round(forward, 4), "measure_seconds": round(measure, 4),

@@ -18,7 +18,6 @@ so load from other processes hits all alike; the median seconds per step of each
 import argparse
 import copy
 import json
-import platform
 import statistics
 import time
 from contextlib import nullcontext
@@ -30,6 +29,7 @@ from selectivity.data.batches import normalize_images
 from selectivity.models import create_model
 from selectivity.regularizer import SelectivityRegularizer
 from selectivity.train.setup import resolve_device, uses_bf16
+from machine import describe_machine
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 NUM_CLASSES = 10
@@ -131,7 +131,7 @@ def main() -> None:
     ratios = [minus / none for minus, none in zip(repeat_medians["alpha=-1"], repeat_medians["none"])]
     print(json.dumps({
         "benchmark": "regularizer_overhead",
-        "device": describe(device), "model": "resnet20", "batch_size": args.batch_size,
+        **describe_machine(device), "model": "resnet20", "batch_size": args.batch_size,
         "precision": "bf16 autocast" if use_bf16 else "fp32", "channels_last": channels_last,
         "steps_per_repeat": steps, "repeats": args.repeats,
         "seconds_per_step": {name: round(value, 5) for name, value in median.items()},
@@ -140,12 +140,6 @@ def main() -> None:
         "ratio_alpha_minus_1_vs_none_per_repeat": [round(r, 4) for r in ratios],
         "target_ratio": 1.10, "meets_target": median["alpha=-1"] / median["none"] <= 1.10,
     }))
-
-
-def describe(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 if __name__ == "__main__":

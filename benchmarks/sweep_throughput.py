@@ -108,9 +108,11 @@ def main() -> None:
     seconds = args.seconds or (20.0 if device.startswith("cuda") else 6.0)
     rates = {k: measure(k, device, args.warmup, seconds) for k in args.concurrency}
     base = rates[args.concurrency[0]]
+    from machine import describe_machine  # imports torch, which the parent defers until the workers exist
+
     print(json.dumps({
         "benchmark": "sweep_throughput",
-        "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else f"cpu ({os.cpu_count()} cores)",
+        **describe_machine(device),
         "workload": ("resnet20, 3x32x32 random" if device.startswith("cuda") else "small_cnn, digits 1x8x8")
         + (", bf16 autocast" if uses_bf16("auto", torch.device(device)) else ", fp32") + " (as the trainer)",
         "batch_size": BATCH, "alpha": -1.0, "seconds_per_k": seconds,

@@ -18,7 +18,6 @@ shape (the time of a step does not depend on pixel values).
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from selectivity.train.epoch import train_epoch
 from selectivity.train.step import WARMUP_STEPS, epoch_plan
 from selectivity.train.setup import resolve_device, uses_bf16
 from trainer_setup import attached_train_step
+from machine import describe_machine
 
 @dataclass(frozen=True)
 class Workload:
@@ -202,8 +202,7 @@ def main() -> None:
                            "ratio_a_over_b_cuda_graphs": round(graphed / graphed_plain, 3),
                            "ratio_a_over_b_cuda_graphs_per_repeat": graphed_per_repeat})
     print(json.dumps({
-        "benchmark": "train_speed", "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "benchmark": "train_speed", **describe_machine(device),
         "trainer_precision": "bf16 autocast" if uses_bf16("auto", device) else "fp32", "baseline_precision": "fp32",
         "model": workload.model, "stem": workload.stem, "image_size": workload.image_size, "classes": workload.classes,
         "data": data.name, "batch_size": workload.batch, "epoch_images": workload.epoch_images, "steps_timed": args.steps,

@@ -38,6 +38,13 @@ def positive_numbers(value) -> list[float]:
     return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
 
 
+def cpuinfo_flags_and_model() -> tuple[set[str], str]:
+    text = Path("/proc/cpuinfo").read_text()
+    fields = {key.strip(): value.strip() for key, value in
+              (line.split(":", 1) for line in text.splitlines() if ":" in line)}  # the last CPU's; all match
+    return set(fields["flags"].split()), fields["model name"]
+
+
 def run_script(name: str, *arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), *arguments],
                           capture_output=True, text=True, timeout=300)
@@ -56,7 +63,12 @@ def run_benchmark(name: str, *arguments: str) -> dict:
 def test_benchmark_runs_on_cpu_and_prints_one_json_object(name):
     result = run_benchmark(name)
     assert result["benchmark"] == name
-    assert result["device"].startswith("cpu")
+    assert result["device"] == "cpu"
+    # the CPU model and its bf16 support, read here independently, so figures of different CPUs are told apart
+    flags, model = cpuinfo_flags_and_model()
+    assert result["cpu_model"] == model
+    assert result["cpu_bf16"] == ("amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "none")
+    assert result["threads"] >= 1 and result["torch"]
     for key in EXPECTED[name]:
         numbers = positive_numbers(result[key])
         assert numbers and all(math.isfinite(n) and n > 0 for n in numbers), (key, result[key])
