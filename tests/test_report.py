@@ -13,8 +13,10 @@ from selectivity.report.tables import confidence_interval
 
 FIGURES = ["fig1a_si_distribution_pooled", "fig1b_si_distribution_by_layer", "fig2_si_accuracy_vs_alpha",
            "fig3_si_by_depth", "fig4_dead_fraction_vs_alpha", "fig5_cca_ratio_vs_alpha"]
-TABLES = ["runs.csv", "summary_by_alpha.csv", "summary_by_layer.csv", "headline.csv", "cca_by_layer.csv"]
+TABLES = ["runs.csv", "summary_by_alpha.csv", "summary_by_layer.csv", "headline.csv", "accuracy_vs_baseline.csv",
+          "cca_by_layer.csv"]
 T_975_DOF2 = 4.302652729749464  # Student t 97.5% quantile, 2 degrees of freedom (3 seeds)
+T_975_DOF4 = 2.7764451051977987  # ... 4 degrees of freedom (Welch, 3 vs 3 seeds of equal spread)
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +53,27 @@ def test_page_embeds_every_figure_and_nothing_external(full_report):
 
 def test_headline_numbers_match_hand_computation(full_report):
     headline = _headline(full_report[1])
-    # (a) threshold 0.90 - t*0.01/sqrt(3) = 0.8752: alpha=-1 (0.89) qualifies, -10 (0.85) does not
-    assert headline.loc["si_reduction_at_iso_accuracy", "alpha"] == -1
-    assert headline.loc["si_reduction_at_iso_accuracy", "value"] == pytest.approx(0.40 / 0.16)
-    # (b) lowest mean SI is alpha=-10 (0.04): 85% - 90% = -5 points
+    # every alpha vs alpha=0: 3 seeds each with sd 1 point, so Welch se = sqrt(2/3), df = 4
+    half_width = T_975_DOF4 * math.sqrt(2 / 3)
+    # (a) alpha=-1 is -1 point, CI [-3.27, +1.27] contains -0.5: undetermined, so no reduction is claimed;
+    #     alpha=-10 (-5 points, CI [-7.27, -2.73]) is a loss
+    reduction = headline.loc["si_reduction_at_iso_accuracy"]
+    assert reduction["alpha"] == -1 and math.isnan(reduction["value"]) and reduction["verdict"] == "undetermined"
+    interval = (reduction["ci_low_points"], reduction["ci_high_points"])
+    assert interval == pytest.approx((-1 - half_width, -1 + half_width))
+    assert "1 loss, 1 undetermined" in reduction["statement"]
+    # (b) lowest mean SI is alpha=-10 (0.04): 85% - 90% = -5 points, a loss
     assert headline.loc["accuracy_change_at_lowest_si", "alpha"] == -10
     assert headline.loc["accuracy_change_at_lowest_si", "value"] == pytest.approx(-5.0)
-    # (c) largest positive alpha is 10, mean accuracy 50%
+    assert headline.loc["accuracy_change_at_lowest_si", "verdict"] == "loss"
+    # (c) largest positive alpha is 10, mean accuracy 50%, 40 points below alpha=0
     assert headline.loc["accuracy_at_largest_positive_alpha", "alpha"] == 10
     assert headline.loc["accuracy_at_largest_positive_alpha", "value"] == pytest.approx(50.0)
+    assert headline.loc["accuracy_at_largest_positive_alpha", "difference_points"] == pytest.approx(-40.0)
     assert "-40.00 points" in headline.loc["accuracy_at_largest_positive_alpha", "statement"]
+    compared = pd.read_csv(full_report[1] / "accuracy_vs_baseline.csv").set_index("alpha")
+    assert list(compared.index) == [-10, -1, 1, 10]
+    assert list(compared["verdict"]) == ["loss", "undetermined", "loss", "loss"]
 
 
 def test_summary_by_alpha_has_means_cis_and_counts(full_report):
@@ -96,9 +109,9 @@ def test_one_seed_without_cca_rows(tmp_path):
     write_report(sweep_table(seeds=(0,), with_cca=False), tmp_path)
     summary = pd.read_csv(tmp_path / "summary_by_alpha.csv")
     assert (summary["n_seeds"] == 1).all() and summary["test_accuracy_ci95"].isna().all()
-    # one baseline seed: tolerance 0, and alpha=-1 (0.88) < alpha=0 (0.89)
+    # one seed per condition: no CI, so no verdict but "undetermined"
     statement = _headline(tmp_path).loc["si_reduction_at_iso_accuracy", "statement"]
-    assert "No alpha < 0 keeps" in statement and "no CI" in statement
+    assert "No alpha < 0 shows no loss" in statement and "no CI" in statement
     assert all((tmp_path / f"{stem}.png").exists() for stem in FIGURES[:-1])
     assert not (tmp_path / "fig5_cca_ratio_vs_alpha.png").exists()
     assert not (tmp_path / "cca_by_layer.csv").exists()
@@ -127,7 +140,7 @@ def test_partial_sweep_and_schedule(tmp_path):
     assert counts == {"0x5,-20": 1, "-10": 3, "-1": 3, "0": 3, "1": 3, "10": 1}
     page = html_path.read_text()
     assert "<title>partial sweep</title>" in page and "n = 1-3 seeds per alpha" in page
-    # the schedule is not a constant alpha, so the headline still picks alpha=-1
+    # the schedule is not a constant alpha, so the headline still names alpha=-1
     assert _headline(tmp_path).loc["si_reduction_at_iso_accuracy", "alpha"] == -1
 
 

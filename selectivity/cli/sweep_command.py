@@ -4,6 +4,7 @@ import signal
 import sys
 
 from selectivity.claims import DEFAULT_STALE_AFTER
+from selectivity.cli.report_command import DEFAULT_MARGIN_POINTS
 from selectivity.sweep import make_executor, open_sweep, parse_set_values, run_sweep
 from selectivity.sweep.executors import RUNS_PER_GPU
 from selectivity.sweep.worker import DEFAULT_TRAINER
@@ -35,6 +36,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (lines per run stay)")
     parser.add_argument("--report", action="store_true",
                         help="then write the report (figures, tables, HTML) into the sweep folder's report/")
+    parser.add_argument("--report-margin", type=float, default=DEFAULT_MARGIN_POINTS, metavar="POINTS",
+                        help="with --report: the accuracy margin of the 'no loss' verdicts (see "
+                             "`selectivity report --margin`; default %(default)s)")
     parser.set_defaults(run=run)
 
 
@@ -78,15 +82,15 @@ def _sweep(args) -> int:
     for run_id, reason in result.failed.items():
         print(f"  failed {run_id}: {reason}")
     if result.done:
-        _summarize(folder.path, args.report)
+        _summarize(folder.path, args.report, args.report_margin)
     return result.exit_code
 
 
-def _summarize(sweep_folder, write_report: bool) -> None:
+def _summarize(sweep_folder, write_report: bool, margin: float) -> None:
     """Print the per-alpha table (mean ± std over seeds) and, if asked, write the report."""
     from selectivity.report import load_results, report_sweep
     from selectivity.report.console import alpha_summary_text
 
     print(alpha_summary_text(load_results(sweep_folder)))
     if write_report:
-        print(f"report: {report_sweep(sweep_folder)}")
+        print(f"report: {report_sweep(sweep_folder, margin=margin)}")

@@ -10,14 +10,22 @@ import pandas as pd
 from selectivity.atomic import write_text
 from selectivity.errors import SelectivityError
 from selectivity.report import figures_alpha, figures_units
-from selectivity.report.headline import headline_table
-from selectivity.report.page import (FigureEntry, PageContent, headline_rows, render_html,
+from selectivity.report.comparison import DEFAULT_MARGIN_POINTS, check_margin
+from selectivity.report.headline import comparison_table, headline_table
+from selectivity.report.page import (FigureEntry, PageContent, comparison_rows, headline_rows, render_html,
                                      render_markdown, summary_rows)
 from selectivity.report.style import seeds_phrase
 from selectivity.report.tables import (CCA_METRICS, condition_summary, layer_summary, load_results,
                                        prepare_table, run_network_table, unit_selectivity)
 
 CI_NOTE = "Error bars and ± are 95% confidence intervals of the mean across seeds (Student t, n-1 dof)."
+
+
+def _comparison_note(margin: float) -> str:
+    return (f"Difference of mean test accuracy from alpha = 0 (alpha minus baseline), with its Welch 95% CI. "
+            f"Verdict: 'no loss' when the CI's lower bound is above -{margin:g} points (the margin), 'loss' when "
+            f"its upper bound is below -{margin:g}, else 'undetermined' with the seeds per condition that would "
+            "decide it if the observed difference and spread stay as they are.")
 
 
 def _cca_note(table: pd.DataFrame, notes: dict) -> str | None:
@@ -83,7 +91,7 @@ def _cca_figure(table, notes, subtitle, out_dir) -> tuple[FigureEntry, pd.DataFr
 
 
 def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
-                 notes: dict | None = None) -> Path:
+                 notes: dict | None = None, margin: float = DEFAULT_MARGIN_POINTS) -> Path:
     """Write the sweep report (figures, CSV tables, index.html, report.md) into out_dir.
 
     Args:
@@ -91,20 +99,24 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
         out_dir: output folder, created if needed; existing report files are overwritten.
         title: page title; default "<model> on <dataset>: class selectivity sweep".
         notes: optional extra facts; key "pwcca_subsample" describes CCA subsampling.
+        margin: test-accuracy points a loss may reach and still count as "no loss" (>= 0).
     Returns:
         The path of index.html.
     """
+    margin = check_margin(margin)
     table, notes, out_dir = prepare_table(table), notes or {}, Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, dataset = table["model"].iloc[0], table["dataset"].iloc[0]
     runs = run_network_table(table)
     conditions = condition_summary(runs)
-    headline = headline_table(conditions)
+    headline = headline_table(runs, conditions, margin)
+    compared = comparison_table(runs, conditions, margin)
     subtitle = f"{model} on {dataset}, {seeds_phrase(conditions['n_seeds'])}"
     figures = _network_figures(runs, conditions, subtitle, out_dir) + _unit_figures(table, subtitle, out_dir)
     cca_entry, cca = _cca_figure(table, notes, subtitle, out_dir)
     figures = sorted(figures + [cca_entry], key=lambda entry: entry.heading)
     csv_tables = {"runs.csv": runs, "summary_by_alpha.csv": conditions, "headline.csv": headline,
+                  "accuracy_vs_baseline.csv": compared,
                   "summary_by_layer.csv": layer_summary(table), "cca_by_layer.csv": cca}
     for name, frame in csv_tables.items():
         if len(frame):
@@ -117,15 +129,20 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
         facts=[f"model: {model}; dataset: {dataset}", f"{len(runs)} runs, {len(conditions)} alpha conditions, "
                f"{seeds_phrase(conditions['n_seeds'])}", CI_NOTE,
                "Tables: " + ", ".join(name for name, frame in csv_tables.items() if len(frame))],
-        headline=headline_rows(headline), summary=summary_rows(conditions), figures=figures, notes=page_notes)
+        headline=headline_rows(headline), summary=summary_rows(conditions), comparison=comparison_rows(compared),
+        comparison_note=_comparison_note(margin), figures=figures, notes=page_notes)
     write_text(out_dir / "report.md", render_markdown(content))
     write_text(out_dir / "index.html", render_html(content))
     return out_dir / "index.html"
 
 
-def report_sweep(sweep_dir: Path, out_dir: Path | None = None) -> Path:
+def report_sweep(sweep_dir: Path, out_dir: Path | None = None, margin: float = DEFAULT_MARGIN_POINTS) -> Path:
     """`selectivity report SWEEP`: read SWEEP's results table, write SWEEP/report/ (or out_dir).
 
+    Args:
+        sweep_dir: a sweep folder, or its results .parquet / .csv file.
+        out_dir: output folder (default: the sweep folder's report/).
+        margin: test-accuracy points a loss may reach and still count as "no loss".
     Returns:
         The path of index.html.
     """
@@ -133,4 +150,4 @@ def report_sweep(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     if not sweep_dir.exists():
         raise SelectivityError(f"sweep {sweep_dir} does not exist: expected a sweep folder or results file")
     base = sweep_dir if sweep_dir.is_dir() else sweep_dir.parent
-    return write_report(load_results(sweep_dir), Path(out_dir) if out_dir else base / "report")
+    return write_report(load_results(sweep_dir), Path(out_dir) if out_dir else base / "report", margin=margin)

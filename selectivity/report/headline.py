@@ -1,111 +1,175 @@
-"""The paper's three headline numbers, computed from the per-alpha summary.
+"""The paper's three headline claims, each judged on accuracy against alpha = 0.
 
-Only constant-alpha conditions take part (schedules are reported in the summary table).
-Definitions (also in docs/report.md):
+Every condition's test accuracy is compared with alpha = 0's by `comparison.compare_accuracy`
+(difference of means in points, Welch 95% CI, verdict "no loss" / "loss" / "undetermined"
+against a margin). Only constant-alpha conditions take part in the headlines (schedules
+are compared in `comparison_table` too). Definitions (also in docs/report.md):
   (a) si_reduction_at_iso_accuracy: the largest mean_SI(0) / mean_SI(alpha) over alpha < 0
-      with mean_acc(alpha) >= mean_acc(0) - ci95(0), where ci95(0) is the 95% t-CI half-width
-      of alpha = 0's accuracy across seeds; with a single alpha = 0 seed there is no CI and the
-      tolerance is 0 (mean_acc(alpha) >= acc(0)).
-  (b) accuracy_change_at_lowest_si: 100 * (mean_acc(alpha*) - mean_acc(0)) in percentage
-      points, alpha* = the alpha != 0 with the lowest mean SI.
-  (c) accuracy_at_largest_positive_alpha: mean_acc at the largest alpha > 0 vs alpha = 0.
+      whose verdict is "no loss". Without one, value is NaN and the row describes the
+      undetermined alpha < 0 with the largest reduction (or says none is undetermined).
+  (b) accuracy_change_at_lowest_si: the difference (points) at the alpha != 0 with the
+      lowest mean SI.
+  (c) accuracy_at_largest_positive_alpha: mean test accuracy (%) at the largest alpha > 0,
+      with its difference from alpha = 0.
 """
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-HEADLINE_COLUMNS = ["key", "alpha", "value", "unit", "statement"]
+from selectivity.report.comparison import (DEFAULT_MARGIN_POINTS, LOSS, NO_LOSS, UNDETERMINED, AccuracyComparison,
+                                           compare_accuracy, describe)
+
+COMPARISON_FIELDS = ["difference_points", "ci_low_points", "ci_high_points", "n_alpha", "n_baseline",
+                     "margin_points", "verdict", "seeds_needed"]
+HEADLINE_COLUMNS = ["key", "alpha", "value", "unit"] + COMPARISON_FIELDS + ["statement"]
+COMPARISON_COLUMNS = ["alpha_label", "alpha", "constant", "si_reduction", "welch_df"] + COMPARISON_FIELDS
+UNITS = {"si_reduction_at_iso_accuracy": "x (SI(0) / SI(alpha))", "accuracy_change_at_lowest_si": "percentage points",
+         "accuracy_at_largest_positive_alpha": "test accuracy (%)"}
 
 
 @dataclass(frozen=True)
 class Headline:
     key: str
-    alpha: float  # NaN when the headline could not be computed
-    value: float  # NaN when the headline could not be computed
+    alpha: float  # NaN when no condition could be picked
+    value: float  # NaN when the claim could not be made
     unit: str
     statement: str  # one sentence a reader can quote
+    comparison: AccuracyComparison | None = None  # alpha vs alpha = 0, when alpha is known
+
+    def row(self) -> dict:
+        fields = dict.fromkeys(COMPARISON_FIELDS, math.nan) if self.comparison is None else _fields(self.comparison)
+        return {"key": self.key, "alpha": self.alpha, "value": self.value, "unit": self.unit, **fields,
+                "statement": self.statement}
 
 
-def _missing(key: str, unit: str, reason: str) -> Headline:
-    return Headline(key, float("nan"), float("nan"), unit, reason)
+def _fields(c: AccuracyComparison) -> dict:
+    """The COMPARISON_FIELDS columns of one comparison."""
+    return {"difference_points": c.difference, "ci_low_points": c.ci_low, "ci_high_points": c.ci_high,
+            "n_alpha": c.n_alpha, "n_baseline": c.n_baseline, "margin_points": c.margin, "verdict": c.verdict,
+            "seeds_needed": c.seeds_needed}
 
 
-def _percent(fraction: float) -> str:
-    return f"{100 * fraction:.2f}%"
+def _missing(key: str, reason: str) -> Headline:
+    return Headline(key, math.nan, math.nan, UNITS[key], reason)
 
 
-def si_reduction_at_iso_accuracy(baseline: pd.Series, conditions: pd.DataFrame) -> Headline:
-    """Headline (a): largest SI reduction factor keeping accuracy within alpha=0's CI."""
-    key, unit = "si_reduction_at_iso_accuracy", "x (SI(0) / SI(alpha))"
-    negative = conditions[conditions["alpha"] < 0]
+def comparison_table(runs: pd.DataFrame, conditions: pd.DataFrame,
+                     margin: float = DEFAULT_MARGIN_POINTS) -> pd.DataFrame:
+    """Every condition but alpha = 0 against alpha = 0: accuracy difference, CI, verdict.
+
+    Args:
+        runs: `tables.run_network_table` output (one row per run, accuracy as a fraction).
+        conditions: `tables.condition_summary` output.
+        margin: accuracy points a loss may reach and still count as "no loss".
+    Returns:
+        Columns COMPARISON_COLUMNS, one row per condition in the conditions' order; empty
+        when there is no constant alpha = 0 condition.
+    """
+    baseline_rows = conditions[conditions["constant"] & (conditions["alpha"] == 0)]
+    if baseline_rows.empty:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    baseline = baseline_rows.iloc[0]
+    points = runs.assign(accuracy_points=100 * runs["test_accuracy"])
+    baseline_points = points.loc[points["alpha_label"] == baseline["alpha_label"], "accuracy_points"]
+    rows = []
+    for condition in conditions.itertuples(index=False):
+        if condition.alpha_label == baseline["alpha_label"]:
+            continue
+        own = points.loc[points["alpha_label"] == condition.alpha_label, "accuracy_points"]
+        comparison = compare_accuracy(own, baseline_points, margin)
+        rows.append({"alpha_label": condition.alpha_label, "alpha": condition.alpha, "constant": condition.constant,
+                     "si_reduction": baseline["mean_si_mean"] / condition.mean_si_mean,
+                     "welch_df": comparison.degrees_of_freedom, **_fields(comparison)})
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _comparison(row) -> AccuracyComparison:
+    return AccuracyComparison(row["difference_points"], row["ci_low_points"], row["ci_high_points"], row["welch_df"],
+                              int(row["n_alpha"]), int(row["n_baseline"]), row["margin_points"], row["verdict"],
+                              row["seeds_needed"])
+
+
+def si_reduction_at_iso_accuracy(baseline: pd.Series, compared: pd.DataFrame) -> Headline:
+    """Headline (a): the largest SI reduction among alpha < 0 whose verdict is "no loss"."""
+    key = "si_reduction_at_iso_accuracy"
+    negative = compared[compared["alpha"] < 0]
     if negative.empty:
-        return _missing(key, unit, "No alpha < 0 runs in the table: no SI reduction to report.")
-    tolerance = baseline["test_accuracy_ci95"]
-    tolerance_text = f"alpha=0's 95% CI half-width ({100 * tolerance:.2f} points)"
-    if np.isnan(tolerance):
-        tolerance, tolerance_text = 0.0, "0 points (one alpha=0 seed: no CI)"
-    threshold = baseline["test_accuracy_mean"] - tolerance
-    keeping = negative[negative["test_accuracy_mean"] >= threshold]
-    if keeping.empty:
-        return _missing(key, unit, f"No alpha < 0 keeps mean test accuracy >= {_percent(threshold)} "
-                                   f"(alpha=0 mean minus {tolerance_text}).")
-    factors = baseline["mean_si_mean"] / keeping["mean_si_mean"]
-    best = keeping.loc[factors.idxmax()]
-    factor = float(factors.max())
-    return Headline(key, float(best["alpha"]), factor, unit,
-                    f"alpha={best['alpha_label']} cuts mean SI {factor:.2f}x "
-                    f"({baseline['mean_si_mean']:.3f} -> {best['mean_si_mean']:.3f}) with mean test accuracy "
-                    f"{_percent(best['test_accuracy_mean'])}, within {tolerance_text} of alpha=0's "
-                    f"{_percent(baseline['test_accuracy_mean'])}.")
+        return _missing(key, "No alpha < 0 runs in the table: no SI reduction to report.")
+    holding = negative[negative["verdict"] == NO_LOSS]
+    if holding.empty:
+        return _no_alpha_holds(key, negative)
+    best = holding.loc[holding["si_reduction"].idxmax()]
+    factor, comparison = float(best["si_reduction"]), _comparison(best)
+    return Headline(key, float(best["alpha"]), factor, UNITS[key],
+                    f"alpha={best['alpha_label']} cuts mean SI {factor:.2f}x ({baseline['mean_si_mean']:.3f} -> "
+                    f"{baseline['mean_si_mean'] / factor:.3f}); test accuracy vs alpha=0: {describe(comparison)}.",
+                    comparison)
 
 
-def accuracy_change_at_lowest_si(baseline: pd.Series, conditions: pd.DataFrame) -> Headline:
-    """Headline (b): accuracy change (points) at the alpha with the lowest mean SI."""
-    key, unit = "accuracy_change_at_lowest_si", "percentage points"
-    others = conditions[conditions["alpha"] != 0]
-    if others.empty:
-        return _missing(key, unit, "No alpha != 0 runs in the table.")
-    lowest = others.loc[others["mean_si_mean"].idxmin()]
-    change = 100 * (lowest["test_accuracy_mean"] - baseline["test_accuracy_mean"])
-    return Headline(key, float(lowest["alpha"]), float(change), unit,
-                    f"The lowest mean SI ({lowest['mean_si_mean']:.3f}, alpha={lowest['alpha_label']}) "
-                    f"changes mean test accuracy by {change:+.2f} points "
-                    f"({_percent(baseline['test_accuracy_mean'])} -> {_percent(lowest['test_accuracy_mean'])}).")
+def _no_alpha_holds(key: str, negative: pd.DataFrame) -> Headline:
+    """Headline (a) when no alpha < 0 shows "no loss": name the best undetermined candidate."""
+    counts = negative["verdict"].value_counts()
+    tally = ", ".join(f"{counts[verdict]} {verdict}" for verdict in (LOSS, UNDETERMINED) if verdict in counts)
+    margin = negative["margin_points"].iloc[0]
+    opening = f"No alpha < 0 shows no loss (difference CI lower bound above -{margin:g} points): {tally}."
+    undetermined = negative[negative["verdict"] == UNDETERMINED]
+    if undetermined.empty:
+        return _missing(key, opening)
+    candidate = undetermined.loc[undetermined["si_reduction"].idxmax()]
+    comparison = _comparison(candidate)
+    return Headline(key, float(candidate["alpha"]), math.nan, UNITS[key],
+                    f"{opening} The largest undetermined reduction, alpha={candidate['alpha_label']} "
+                    f"({float(candidate['si_reduction']):.2f}x): {describe(comparison)}.", comparison)
 
 
-def accuracy_at_largest_positive_alpha(baseline: pd.Series, conditions: pd.DataFrame) -> Headline:
-    """Headline (c): mean accuracy at the largest alpha > 0 (value in %), vs alpha = 0."""
-    key, unit = "accuracy_at_largest_positive_alpha", "test accuracy (%)"
-    positive = conditions[conditions["alpha"] > 0]
+def accuracy_change_at_lowest_si(conditions: pd.DataFrame, compared: pd.DataFrame) -> Headline:
+    """Headline (b): the accuracy difference (points) at the alpha with the lowest mean SI."""
+    key = "accuracy_change_at_lowest_si"
+    if compared.empty:
+        return _missing(key, "No alpha != 0 runs in the table.")
+    si = conditions.set_index("alpha_label")["mean_si_mean"]
+    lowest = compared.loc[compared["alpha_label"].map(si).idxmin()]
+    comparison = _comparison(lowest)
+    return Headline(key, float(lowest["alpha"]), comparison.difference, UNITS[key],
+                    f"The lowest mean SI ({si[lowest['alpha_label']]:.3f}, alpha={lowest['alpha_label']}) changes "
+                    f"test accuracy by {describe(comparison)}.", comparison)
+
+
+def accuracy_at_largest_positive_alpha(conditions: pd.DataFrame, compared: pd.DataFrame) -> Headline:
+    """Headline (c): mean accuracy (%) at the largest alpha > 0, and its difference from alpha = 0."""
+    key = "accuracy_at_largest_positive_alpha"
+    positive = compared[compared["alpha"] > 0]
     if positive.empty:
-        return _missing(key, unit, "No alpha > 0 runs in the table.")
+        return _missing(key, "No alpha > 0 runs in the table.")
     largest = positive.loc[positive["alpha"].idxmax()]
-    change = 100 * (largest["test_accuracy_mean"] - baseline["test_accuracy_mean"])
-    return Headline(key, float(largest["alpha"]), float(100 * largest["test_accuracy_mean"]), unit,
-                    f"At alpha={largest['alpha_label']} mean test accuracy is "
-                    f"{_percent(largest['test_accuracy_mean'])} vs {_percent(baseline['test_accuracy_mean'])} "
-                    f"at alpha=0 ({change:+.2f} points).")
+    accuracy = conditions.set_index("alpha_label")["test_accuracy_mean"][largest["alpha_label"]] * 100
+    comparison = _comparison(largest)
+    return Headline(key, float(largest["alpha"]), float(accuracy), UNITS[key],
+                    f"At alpha={largest['alpha_label']} mean test accuracy is {accuracy:.2f}%; vs alpha=0: "
+                    f"{describe(comparison)}.", comparison)
 
 
-def headline_table(conditions: pd.DataFrame) -> pd.DataFrame:
+def headline_table(runs: pd.DataFrame, conditions: pd.DataFrame,
+                   margin: float = DEFAULT_MARGIN_POINTS) -> pd.DataFrame:
     """The three headline rows (columns HEADLINE_COLUMNS); explains rather than fails on gaps.
 
     Args:
+        runs: `tables.run_network_table` output.
         conditions: `tables.condition_summary` output.
+        margin: accuracy points a loss may reach and still count as "no loss".
     Returns:
-        One row per headline; value/alpha are NaN and the statement says why when a headline
-        cannot be computed (e.g. no alpha = 0 runs).
+        One row per headline; value is NaN and the statement says why when a claim cannot be
+        made (e.g. no alpha = 0 runs, or no alpha < 0 with the verdict "no loss").
     """
     constant = conditions[conditions["constant"]]
+    compared = comparison_table(runs, constant, margin)
     baseline_rows = constant[constant["alpha"] == 0]
-    builders = (si_reduction_at_iso_accuracy, accuracy_change_at_lowest_si,
-                accuracy_at_largest_positive_alpha)
     if baseline_rows.empty:
-        units = ("x (SI(0) / SI(alpha))", "percentage points", "test accuracy (%)")
         reason = "No alpha=0 runs in the table: every headline compares against the unregularized baseline."
-        rows = [_missing(builder.__name__, unit, reason) for builder, unit in zip(builders, units)]
+        rows = [_missing(key, reason) for key in UNITS]
     else:
-        baseline = baseline_rows.iloc[0]
-        rows = [builder(baseline, constant) for builder in builders]
-    return pd.DataFrame([asdict(row) for row in rows], columns=HEADLINE_COLUMNS)
+        rows = [si_reduction_at_iso_accuracy(baseline_rows.iloc[0], compared),
+                accuracy_change_at_lowest_si(constant, compared),
+                accuracy_at_largest_positive_alpha(constant, compared)]
+    return pd.DataFrame([row.row() for row in rows], columns=HEADLINE_COLUMNS)

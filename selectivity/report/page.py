@@ -35,6 +35,8 @@ class PageContent:
     facts: list[str]  # short lines about the table: model, dataset, runs, seeds
     headline: list[list[str]]  # rows of cells, first row = header
     summary: list[list[str]]
+    comparison: list[list[str]]  # accuracy against alpha = 0; only a header row when there is no baseline
+    comparison_note: str  # how the verdicts are made (margin, CI)
     figures: list[FigureEntry]
     notes: list[str]
 
@@ -59,13 +61,43 @@ def summary_rows(conditions: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
+def _difference_cell(row) -> str:
+    """'-0.30 [-0.90, +0.30]' (points, Welch 95% CI), the difference alone without a CI, or n/a."""
+    if np.isnan(row.difference_points):
+        return "n/a"
+    if np.isnan(row.ci_low_points):
+        return f"{row.difference_points:+.2f} (no CI)"
+    return f"{row.difference_points:+.2f} [{row.ci_low_points:+.2f}, {row.ci_high_points:+.2f}]"
+
+
+def _verdict_cell(row) -> str:
+    """The verdict, with the seeds per condition an undetermined one needs."""
+    if not isinstance(row.verdict, str):
+        return "n/a"
+    if row.verdict != "undetermined" or np.isnan(row.seeds_needed):
+        return row.verdict
+    if np.isinf(row.seeds_needed):
+        return "undetermined (no n decides)"
+    return f"undetermined (~{row.seeds_needed:.0f} seeds)"
+
+
 def headline_rows(headline: pd.DataFrame) -> list[list[str]]:
     """Headline table as display cells (header first)."""
-    rows = [["headline", "alpha", "value", "unit", "statement"]]
+    rows = [["headline", "alpha", "value", "unit", "accuracy vs alpha=0 (points, 95% CI)", "verdict", "statement"]]
     for row in headline.itertuples(index=False):
         alpha = "n/a" if np.isnan(row.alpha) else f"{row.alpha:g}"
         value = "n/a" if np.isnan(row.value) else f"{row.value:.2f}"
-        rows.append([row.key, alpha, value, row.unit, row.statement])
+        rows.append([row.key, alpha, value, row.unit, _difference_cell(row), _verdict_cell(row), row.statement])
+    return rows
+
+
+def comparison_rows(compared: pd.DataFrame) -> list[list[str]]:
+    """Per-condition accuracy against alpha = 0 as display cells (header first)."""
+    rows = [["alpha", "n seeds (alpha / alpha=0)", "SI(0) / SI(alpha)", "accuracy difference (points, 95% Welch CI)",
+             "verdict"]]
+    for row in compared.itertuples(index=False):
+        rows.append([row.alpha_label, f"{row.n_alpha} / {row.n_baseline}", f"{row.si_reduction:.2f}",
+                     _difference_cell(row), _verdict_cell(row)])
     return rows
 
 
@@ -99,6 +131,8 @@ def render_html(content: PageContent) -> str:
     parts += [f"<p class=\"note\">{html.escape(note)}</p>" for note in content.notes]
     parts += ["<h2>Headline numbers</h2>", _html_table(content.headline),
               "<h2>Summary per alpha (mean ± 95% CI across seeds)</h2>", _html_table(content.summary),
+              "<h2>Test accuracy against alpha = 0</h2>", f"<p>{html.escape(content.comparison_note)}</p>",
+              _html_table(content.comparison),
               "<h2>Figures</h2>"]
     parts += [_html_figure(entry) for entry in content.figures]
     parts.append("</body></html>")
@@ -117,6 +151,7 @@ def render_markdown(content: PageContent) -> str:
     parts += [f"> {note}" for note in content.notes]
     parts += ["## Headline numbers", _markdown_table(content.headline),
               "## Summary per alpha (mean ± 95% CI across seeds)", _markdown_table(content.summary),
+              "## Test accuracy against alpha = 0", content.comparison_note, _markdown_table(content.comparison),
               "## Figures"]
     for entry in content.figures:
         parts.append(f"### {entry.heading}")

@@ -1,0 +1,177 @@
+"""Is a condition's test accuracy lower than alpha = 0's? A Welch comparison with a margin.
+
+"No accuracy loss" is a claim about the difference between two conditions, so it is judged
+on that difference: mean(alpha) - mean(alpha = 0) in accuracy points, with its Welch 95% CI
+(Welch-Satterthwaite degrees of freedom, no equal-variance assumption). Given a margin m:
+
+    no loss       CI lower bound > -m     (any loss is smaller than m points)
+    loss          CI upper bound < -m     (the loss is larger than m points)
+    undetermined  otherwise, or a condition has fewer than 2 seeds (no spread estimate)
+
+Fewer seeds widen the CI, so they make either verdict harder to reach, never easier.
+For an undetermined comparison `seeds_needed` estimates how many seeds per condition
+would decide it (see `seeds_to_decide`). Definitions: docs/definitions.md#headline-criterion.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats  # installed with scikit-learn (a pinned dependency)
+
+from selectivity.errors import SelectivityError
+
+DEFAULT_MARGIN_POINTS = 0.5
+CONFIDENCE = 0.95
+MAX_SEEDS_SEARCHED = 1000
+NO_LOSS, LOSS, UNDETERMINED = "no loss", "loss", "undetermined"
+AT_MARGIN_TOLERANCE = 1e-9  # points: a difference this close to -margin is "at" it, in words (float rounding)
+
+
+@dataclass(frozen=True)
+class AccuracyComparison:
+    """alpha vs alpha = 0 test accuracy, in percentage points.
+
+    Attributes:
+        difference: mean(alpha) - mean(baseline).
+        ci_low, ci_high: Welch 95% CI of the difference; NaN when a condition has < 2 seeds.
+        degrees_of_freedom: Welch-Satterthwaite df; NaN without a CI, inf when both spreads are 0.
+        n_alpha, n_baseline: seeds per condition.
+        margin: the loss (points) that still counts as "no loss".
+        verdict: NO_LOSS, LOSS or UNDETERMINED.
+        seeds_needed: for UNDETERMINED, seeds per condition that would decide it; inf when no
+            number up to MAX_SEEDS_SEARCHED does; NaN when decided or no spread is known.
+    """
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    degrees_of_freedom: float
+    n_alpha: int
+    n_baseline: int
+    margin: float
+    verdict: str
+    seeds_needed: float
+
+
+def check_margin(margin: float) -> float:
+    """The margin as a float, or a one-line error unless it is a finite number >= 0."""
+    try:
+        value = float(margin)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise SelectivityError(f"margin {margin!r} is not allowed: expected accuracy points, a finite number >= 0 "
+                               f"(default {DEFAULT_MARGIN_POINTS})")
+    return value
+
+
+def welch_interval(values: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float, float]:
+    """(difference of means, CI low, CI high, Welch df) for mean(values) - mean(baseline).
+
+    Both arrays need >= 2 finite values. With both sample variances 0 the CI is the point.
+    """
+    n_a, n_b = len(values), len(baseline)
+    share_a, share_b = values.var(ddof=1) / n_a, baseline.var(ddof=1) / n_b  # squared standard errors
+    difference = float(values.mean() - baseline.mean())
+    standard_error = math.sqrt(share_a + share_b)
+    if standard_error == 0.0:
+        return difference, difference, difference, math.inf
+    df = (share_a + share_b) ** 2 / (share_a**2 / (n_a - 1) + share_b**2 / (n_b - 1))
+    half_width = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * standard_error
+    return difference, difference - half_width, difference + half_width, float(df)
+
+
+def verdict_of(ci_low: float, ci_high: float, margin: float) -> str:
+    """NO_LOSS when ci_low > -margin, LOSS when ci_high < -margin, else UNDETERMINED (also for NaN)."""
+    if ci_low > -margin:
+        return NO_LOSS
+    if ci_high < -margin:
+        return LOSS
+    return UNDETERMINED
+
+
+def pooled_standard_deviation(*samples: np.ndarray) -> float:
+    """sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)) over the samples with >= 2 values; NaN if none."""
+    usable = [sample for sample in samples if len(sample) >= 2]
+    if not usable:
+        return float("nan")
+    squares = sum((len(sample) - 1) * sample.var(ddof=1) for sample in usable)
+    return math.sqrt(squares / sum(len(sample) - 1 for sample in usable))
+
+
+def seeds_to_decide(difference: float, pooled_sd: float, margin: float, first_n: int) -> float:
+    """Smallest n >= first_n seeds per condition whose CI would exclude -margin.
+
+    Assumes the observed difference and the pooled seed-to-seed spread stay as they are,
+    with n seeds in both conditions: half-width(n) = t_{0.975, 2n-2} * pooled_sd * sqrt(2/n).
+    The CI decides once half-width(n) < |difference + margin|.
+
+    Returns:
+        n as a float; inf when the difference sits at -margin (no n decides it) or no
+        n <= MAX_SEEDS_SEARCHED does; NaN when pooled_sd is NaN (no spread estimate).
+    """
+    if math.isnan(pooled_sd):
+        return float("nan")
+    distance_to_margin = abs(difference + margin)  # 0 at the margin: no half-width is below it
+    n = np.arange(max(first_n, 2), MAX_SEEDS_SEARCHED + 1)  # [candidates]
+    half_widths = stats.t.ppf(0.5 + CONFIDENCE / 2, 2 * n - 2) * pooled_sd * np.sqrt(2 / n)
+    deciding = np.flatnonzero(half_widths < distance_to_margin)
+    return float(n[deciding[0]]) if len(deciding) else math.inf
+
+
+def compare_accuracy(values, baseline, margin: float = DEFAULT_MARGIN_POINTS) -> AccuracyComparison:
+    """Compare a condition's per-seed test accuracies (points) with alpha = 0's.
+
+    Args:
+        values: the condition's per-seed test accuracies, in percentage points (NaNs dropped).
+        baseline: alpha = 0's per-seed test accuracies, in points.
+        margin: loss in points that still counts as "no loss" (>= 0).
+    Returns:
+        An AccuracyComparison; seeds_needed estimates more seeds than the smaller condition has.
+    """
+    values, baseline = (np.asarray(v, dtype=float) for v in (values, baseline))
+    values, baseline = values[~np.isnan(values)], baseline[~np.isnan(baseline)]
+    if len(values) == 0 or len(baseline) == 0:
+        raise SelectivityError(f"cannot compare accuracies of {len(values)} and {len(baseline)} seeds: "
+                               "expected at least one seed in each condition")
+    margin = check_margin(margin)
+    if min(len(values), len(baseline)) >= 2:
+        difference, ci_low, ci_high, df = welch_interval(values, baseline)
+    else:
+        difference, ci_low, ci_high, df = float(values.mean() - baseline.mean()), math.nan, math.nan, math.nan
+    verdict = verdict_of(ci_low, ci_high, margin)
+    seeds_needed = math.nan
+    if verdict == UNDETERMINED:
+        seeds_needed = seeds_to_decide(difference, pooled_standard_deviation(values, baseline), margin,
+                                       min(len(values), len(baseline)) + 1)
+    return AccuracyComparison(difference, ci_low, ci_high, df, len(values), len(baseline), margin, verdict,
+                              seeds_needed)
+
+
+def describe(comparison: AccuracyComparison) -> str:
+    """One phrase: the difference, its CI, the seeds, and the verdict with its reason."""
+    c = comparison
+    seeds = f"{c.n_alpha} vs {c.n_baseline} seeds"
+    if math.isnan(c.ci_low):
+        interval = f"{c.difference:+.2f} points (no CI: {seeds})"
+    else:
+        interval = f"{c.difference:+.2f} points (95% Welch CI {c.ci_low:+.2f} to {c.ci_high:+.2f}; {seeds})"
+    if c.verdict == NO_LOSS:
+        return f"{interval}, verdict no loss (CI lower bound above -{c.margin:g} points)"
+    if c.verdict == LOSS:
+        return f"{interval}, verdict loss (CI upper bound below -{c.margin:g} points)"
+    why = "no CI" if math.isnan(c.ci_low) else f"the CI contains -{c.margin:g} points"
+    return f"{interval}, verdict undetermined ({why}); {needed_phrase(c)}"
+
+
+def needed_phrase(comparison: AccuracyComparison) -> str:
+    """How many seeds per condition would decide an undetermined comparison, in words."""
+    needed = comparison.seeds_needed
+    if math.isnan(needed):
+        return "at least 2 seeds per condition are needed to estimate the seed-to-seed spread"
+    if math.isinf(needed):
+        if abs(comparison.difference + comparison.margin) < AT_MARGIN_TOLERANCE:
+            return "the observed difference equals minus the margin, so no number of seeds decides it"
+        return (f"no number of seeds up to {MAX_SEEDS_SEARCHED} per condition decides it "
+                "(the observed difference lies near minus the margin)")
+    return f"about {needed:.0f} seeds per condition would decide it if the difference and spread stay as observed"
