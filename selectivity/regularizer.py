@@ -1,4 +1,7 @@
-"""The selectivity regularizer: loss = cross_entropy - alpha * mu_SI(mini-batch), PAPER.md section 2."""
+"""The selectivity regularizer: loss = cross_entropy - alpha * mu_SI(mini-batch).
+
+Definition: docs/definitions.md#the-regularizer (Leavitt & Morcos, ICLR 2021).
+"""
 from contextlib import nullcontext
 
 import torch

@@ -3,7 +3,7 @@ import numpy as np
 
 
 def reference_selectivity(activations: np.ndarray, labels: np.ndarray, num_classes: int, eps: float = 1e-7):
-    """SI per unit by explicit loops over units and classes (PAPER.md section 1)."""
+    """SI per unit by explicit loops over units and classes (docs/definitions.md#class-selectivity-index)."""
     num_units = activations.shape[1]
     present = [k for k in range(num_classes) if np.any(labels == k)]
     si = np.full(num_units, np.nan)

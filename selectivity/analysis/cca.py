@@ -1,6 +1,6 @@
 """Canonical correlation analysis of layer activations: plain CCA, SVCCA and PWCCA.
 
-Used for the paper's off-axis control (PAPER.md §4.3): is selectivity removed by the
+Used for the paper's off-axis control (docs/definitions.md#off-axis-control): is selectivity removed by the
 regularizer, or only rotated away from the unit axes? Inputs are activation matrices
 [N, U] (rows = stimuli, columns = units), numpy or torch; everything runs on numpy float64.
 

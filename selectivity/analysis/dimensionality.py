@@ -1,4 +1,4 @@
-"""Dimensionality of a layer's representation (PAPER.md §5): how many directions it uses.
+"""Dimensionality of a layer's representation (docs/definitions.md#dimensionality): how many directions it uses.
 
 Both measures read the eigenvalues of the units' covariance over stimuli, computed as
 squared singular values of the centred activations (no covariance matrix is formed).

@@ -1,4 +1,4 @@
-"""The class selectivity index of Leavitt & Morcos (ICLR 2021), PAPER.md section 1."""
+"""The class selectivity index of Leavitt & Morcos (ICLR 2021), docs/definitions.md#class-selectivity-index."""
 import torch
 
 EPS = 1e-7

@@ -13,7 +13,7 @@ from selectivity.metrics.unit_metrics import preferred_versus_rest_d_prime
 def unit_table(stats: UnitStatistics) -> pd.DataFrame:
     """One row per unit: layer, unit, si, preferred_class, mu_max, mu_rest, d_prime, dead.
 
-    mu_rest is the mean of the other present classes' means (PAPER.md section 1).
+    mu_rest is the mean of the other present classes' means (docs/definitions.md#class-selectivity-index).
     """
     si = stats.selectivity()  # [U]
     mu_max, mu_rest, _ = max_and_rest_means(stats.means, stats.counts)  # [U], [U]

@@ -1,4 +1,4 @@
-"""Single-unit metrics beside SI (PAPER.md section 5), from streamed class statistics."""
+"""Single-unit metrics beside SI (docs/definitions.md#other-single-unit-metrics), from streamed class statistics."""
 import torch
 
 from selectivity.metrics.streaming import UnitStatistics

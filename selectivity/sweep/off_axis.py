@@ -1,4 +1,4 @@
-"""The off-axis control (PAPER.md section 4.3) as a post-sweep analysis: `analyses = ["cca"]`.
+"""The off-axis control (docs/definitions.md#off-axis-control) as a post-sweep analysis: `analyses = ["cca"]`.
 
 Is selectivity removed by the regularizer, or only rotated away from the unit axes? Per
 layer, compare each regularized run with the unregularized (alpha = 0) runs by CCA
