@@ -12,7 +12,7 @@ from selectivity.cli.report_command import DEFAULT_MARGIN_POINTS as CLI_DEFAULT_
 from selectivity.errors import SelectivityError
 from selectivity.report import build
 from selectivity.report.comparison import DEFAULT_MARGIN_POINTS, compare_accuracy, describe
-from selectivity.report.headline import headline_table
+from selectivity.report.headline import comparison_table, headline_table
 from selectivity.report.tables import condition_summary
 
 
@@ -142,6 +142,15 @@ def test_without_a_no_loss_alpha_the_candidate_is_named_with_its_seeds_needed():
     assert math.isnan(best["value"]) and best["alpha"] == -10 and best["verdict"] == "undetermined"
     assert 2 < best["seeds_needed"] < 1000
     assert "1 loss, 1 undetermined" in best["statement"] and "seeds per condition" in best["statement"]
+
+
+def test_a_condition_without_accuracy_is_left_out_not_fatal():
+    runs = _runs(SWEEP, SI)
+    runs.loc[runs["alpha"] == -1.0, "test_accuracy"] = float("nan")
+    compared = comparison_table(runs, condition_summary(runs))
+    assert list(compared["alpha"]) == [-20.0, -10.0]
+    assert headline_table(runs, condition_summary(runs)).set_index("key").loc["si_reduction_at_iso_accuracy",
+                                                                              "verdict"] == "undetermined"
 
 
 def test_report_command_margin_changes_the_verdict(tmp_path, monkeypatch):

@@ -63,8 +63,8 @@ def comparison_table(runs: pd.DataFrame, conditions: pd.DataFrame,
         conditions: `tables.condition_summary` output.
         margin: accuracy points a loss may reach and still count as "no loss".
     Returns:
-        Columns COMPARISON_COLUMNS, one row per condition in the conditions' order; empty
-        when there is no constant alpha = 0 condition.
+        Columns COMPARISON_COLUMNS, one row per condition with a test accuracy, in the
+        conditions' order; empty when there is no constant alpha = 0 condition.
     """
     baseline_rows = conditions[conditions["constant"] & (conditions["alpha"] == 0)]
     if baseline_rows.empty:
@@ -72,11 +72,15 @@ def comparison_table(runs: pd.DataFrame, conditions: pd.DataFrame,
     baseline = baseline_rows.iloc[0]
     points = runs.assign(accuracy_points=100 * runs["test_accuracy"])
     baseline_points = points.loc[points["alpha_label"] == baseline["alpha_label"], "accuracy_points"]
+    if baseline_points.isna().all():
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
     rows = []
     for condition in conditions.itertuples(index=False):
         if condition.alpha_label == baseline["alpha_label"]:
             continue
         own = points.loc[points["alpha_label"] == condition.alpha_label, "accuracy_points"]
+        if own.isna().all():  # no finished evaluation to compare
+            continue
         comparison = compare_accuracy(own, baseline_points, margin)
         rows.append({"alpha_label": condition.alpha_label, "alpha": condition.alpha, "constant": condition.constant,
                      "si_reduction": baseline["mean_si_mean"] / condition.mean_si_mean,
