@@ -71,6 +71,11 @@ def test_headline_numbers_match_hand_computation(full_report):
     assert headline.loc["accuracy_at_largest_positive_alpha", "value"] == pytest.approx(50.0)
     assert headline.loc["accuracy_at_largest_positive_alpha", "difference_points"] == pytest.approx(-40.0)
     assert "-40.00 points" in headline.loc["accuracy_at_largest_positive_alpha", "statement"]
+    # seeds needed for alpha=-1: pooled sd 1 point, |d + m| = 0.5; t(0.975, 2n-2) * sqrt(2/n) < 0.5 first at
+    # n = 32 (1.999 * 0.250 = 0.4997; n = 31: 2.000 * 0.254 = 0.508)
+    assert reduction["seeds_needed"] == 32
+    page = full_report[0].read_text()
+    assert "-1.00 [-3.27, +1.27]" in page and "undetermined (~32 seeds)" in page
     compared = pd.read_csv(full_report[1] / "accuracy_vs_baseline.csv").set_index("alpha")
     assert list(compared.index) == [-10, -1, 1, 10]
     assert list(compared["verdict"]) == ["loss", "undetermined", "loss", "loss"]
