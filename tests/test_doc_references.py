@@ -2,23 +2,19 @@
 import re
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 PRIVATE_SPEC = "PAPER" + ".md"  # spelled apart so this file does not cite it
 SCANNED = ["selectivity", "docs", "tests", "benchmarks", "experiments", "README.md"]
 SUFFIXES = {".py", ".md", ".toml", ".txt", ".yml", ".yaml", ".cfg"}
-LEAD_PAGES = "docs/results"  # the lead rewrites these; see test_results_pages_do_not_cite_the_private_spec
 ANCHOR_LINK = re.compile(r"([\w-]+\.md)#([\w-]+)")
 
 
-def _files(exclude: str | None = None) -> list[Path]:
+def _files() -> list[Path]:
     found = []
     for name in SCANNED:
         root = REPO / name
         candidates = [root] if root.is_file() else sorted(root.rglob("*"))
-        found += [path for path in candidates if path.is_file() and path.suffix in SUFFIXES
-                  and not (exclude and path.relative_to(REPO).as_posix().startswith(exclude))]
+        found += [path for path in candidates if path.is_file() and path.suffix in SUFFIXES]
     return found
 
 
@@ -28,14 +24,8 @@ def _citing(files: list[Path]) -> list[str]:
 
 
 def test_no_file_cites_the_private_spec():
-    """Definitions live in docs/definitions.md, which every user has."""
-    assert _citing(_files(exclude=LEAD_PAGES)) == []
-
-
-@pytest.mark.xfail(strict=True, reason="docs/results/* still cites it; the lead rewrites those pages: "
-                                       "remove this mark when they are done")
-def test_results_pages_do_not_cite_the_private_spec():
-    assert _citing([path for path in _files() if path.relative_to(REPO).as_posix().startswith(LEAD_PAGES)]) == []
+    """Definitions live in docs/definitions.md, which every user has (README and results pages included)."""
+    assert _citing(_files()) == []
 
 
 def github_slug(heading: str) -> str:

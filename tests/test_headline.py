@@ -68,8 +68,8 @@ def test_a_ci_containing_minus_the_margin_is_undetermined():
 
 
 def test_seeds_needed_worked_by_hand():
-    # both conditions: 3 seeds mean m, m +- 0.4 -> sd 0.4, pooled sd 0.4, difference 0, margin 0.5.
-    # half-width(n) = t(0.975, 2n-2) * 0.4 * sqrt(2/n) must drop below |0 + 0.5| = 0.5:
+    # both conditions: 3 seeds mean m, m +- 0.4 -> sd 0.4, difference 0, margin 0.5. With n seeds each,
+    # equal spreads give Welch df 2n - 2, and t(0.975, 2n-2) * 0.4 * sqrt(2/n) must drop below 0.5:
     #   n = 6: t(10) = 2.228 -> 2.228 * 0.4 * 0.5774 = 0.515 (not yet)
     #   n = 7: t(12) = 2.179 -> 2.179 * 0.4 * 0.5345 = 0.466 < 0.5
     result = compare_accuracy([89.6, 90.0, 90.4], [89.6, 90.0, 90.4])
@@ -87,12 +87,12 @@ def test_a_difference_at_minus_the_margin_is_never_decided():
     assert "no number of seeds decides it" in describe(result)
 
 
-def test_seeds_needed_is_never_fewer_than_the_seeds_already_run():
-    # 3 vs 3 seeds, sds 0 and 0.25, difference 0: Welch t(0.975, 2 dof) * 0.25 / sqrt(3) = 0.62 > 0.5,
-    # undetermined. The equal-n estimate (pooled sd 0.177) would already decide at n = 3
-    # (2.776 * 0.177 * 0.816 = 0.40), so the search starts above the 3 seeds run: n = 4 (t(6) -> 0.31).
-    result = compare_accuracy([90.0, 90.0, 90.0], [89.75, 90.0, 90.25])
-    assert result.verdict == "undetermined" and result.seeds_needed == 4
+def test_seeds_needed_uses_the_welch_df_of_unequal_spreads():
+    # 3 vs 3 seeds, sds 0 and 0.42, difference 0. With n seeds each the Welch df is n - 1 (not 2n - 2):
+    #   n = 5: t(4) = 2.776 -> 2.776 * 0.42 / sqrt(5) = 0.521 (not yet; with 2n - 2 = 8 dof it would be 0.433)
+    #   n = 6: t(5) = 2.571 -> 2.571 * 0.42 / sqrt(6) = 0.441 < 0.5
+    result = compare_accuracy([90.0, 90.0, 90.0], [89.58, 90.0, 90.42])
+    assert result.verdict == "undetermined" and result.seeds_needed == 6
 
 
 def test_one_seed_has_no_ci_and_estimates_from_the_other_condition():

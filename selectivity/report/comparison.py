@@ -90,31 +90,45 @@ def verdict_of(ci_low: float, ci_high: float, margin: float) -> str:
     return UNDETERMINED
 
 
-def pooled_standard_deviation(*samples: np.ndarray) -> float:
-    """sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)) over the samples with >= 2 values; NaN if none."""
-    usable = [sample for sample in samples if len(sample) >= 2]
-    if not usable:
-        return float("nan")
-    squares = sum((len(sample) - 1) * sample.var(ddof=1) for sample in usable)
-    return math.sqrt(squares / sum(len(sample) - 1 for sample in usable))
+def projected_variances(values: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
+    """Each condition's seed-to-seed variance for a projection; one with < 2 seeds borrows the other's.
+
+    Returns:
+        (variance of values, variance of baseline), both NaN when neither has 2 seeds.
+    """
+    variances = [sample.var(ddof=1) if len(sample) >= 2 else math.nan for sample in (values, baseline)]
+    if math.isnan(variances[0]):
+        variances[0] = variances[1]
+    if math.isnan(variances[1]):
+        variances[1] = variances[0]
+    return float(variances[0]), float(variances[1])
 
 
-def seeds_to_decide(difference: float, pooled_sd: float, margin: float, first_n: int) -> float:
-    """Smallest n >= first_n seeds per condition whose CI would exclude -margin.
+def seeds_to_decide(difference: float, variance_alpha: float, variance_baseline: float, margin: float,
+                    first_n: int) -> float:
+    """Smallest n >= first_n seeds per condition whose Welch CI would exclude -margin.
 
-    Assumes the observed difference and the pooled seed-to-seed spread stay as they are,
-    with n seeds in both conditions: half-width(n) = t_{0.975, 2n-2} * pooled_sd * sqrt(2/n).
-    The CI decides once half-width(n) < |difference + margin|.
+    Assumes the observed difference and each condition's seed-to-seed variance stay as they
+    are, with n seeds in both conditions; the CI is then the report's own Welch interval:
+
+        half-width(n) = t_{0.975, df(n)} * sqrt((v_a + v_0) / n),
+        df(n) = (n - 1) (v_a + v_0)^2 / (v_a^2 + v_0^2)     (= 2n - 2 when v_a = v_0)
+
+    and decides once half-width(n) < |difference + margin|.
 
     Returns:
         n as a float; inf when the difference sits at -margin (no n decides it) or no
-        n <= MAX_SEEDS_SEARCHED does; NaN when pooled_sd is NaN (no spread estimate).
+        n <= MAX_SEEDS_SEARCHED does; NaN when the variances are NaN (no spread estimate).
     """
-    if math.isnan(pooled_sd):
+    if math.isnan(variance_alpha) or math.isnan(variance_baseline):
         return float("nan")
     distance_to_margin = abs(difference + margin)  # 0 at the margin: no half-width is below it
     n = np.arange(max(first_n, 2), MAX_SEEDS_SEARCHED + 1)  # [candidates]
-    half_widths = stats.t.ppf(0.5 + CONFIDENCE / 2, 2 * n - 2) * pooled_sd * np.sqrt(2 / n)
+    total = variance_alpha + variance_baseline
+    if total == 0:
+        return float(n[0]) if distance_to_margin > 0 else math.inf
+    df = (n - 1) * total**2 / (variance_alpha**2 + variance_baseline**2)  # [candidates]
+    half_widths = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * np.sqrt(total / n)
     deciding = np.flatnonzero(half_widths < distance_to_margin)
     return float(n[deciding[0]]) if len(deciding) else math.inf
 
@@ -142,7 +156,7 @@ def compare_accuracy(values, baseline, margin: float = DEFAULT_MARGIN_POINTS) ->
     verdict = verdict_of(ci_low, ci_high, margin)
     seeds_needed = math.nan
     if verdict == UNDETERMINED:
-        seeds_needed = seeds_to_decide(difference, pooled_standard_deviation(values, baseline), margin,
+        seeds_needed = seeds_to_decide(difference, *projected_variances(values, baseline), margin,
                                        min(len(values), len(baseline)) + 1)
     return AccuracyComparison(difference, ci_low, ci_high, df, len(values), len(baseline), margin, verdict,
                               seeds_needed)
