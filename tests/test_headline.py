@@ -101,6 +101,8 @@ def test_one_seed_has_no_ci_and_estimates_from_the_other_condition():
     # spread from the baseline alone (sd 0.4), difference 0: the hand case above again, from n = 2 up
     one_against_three = compare_accuracy([90.0], [89.6, 90.0, 90.4])
     assert one_against_three.verdict == "undetermined" and one_against_three.seeds_needed == 7
+    # no spread at all in the baseline: the next n (2) would give a zero-width CI at +0.2
+    assert compare_accuracy([90.2], [90.0, 90.0, 90.0]).seeds_needed == 2
 
 
 @pytest.mark.parametrize("margin", [-0.5, float("nan"), float("inf"), "half"])

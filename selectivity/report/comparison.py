@@ -24,7 +24,7 @@ DEFAULT_MARGIN_POINTS = 0.5
 CONFIDENCE = 0.95
 MAX_SEEDS_SEARCHED = 1000
 NO_LOSS, LOSS, UNDETERMINED = "no loss", "loss", "undetermined"
-AT_MARGIN_TOLERANCE = 1e-9  # points: a difference this close to -margin is "at" it, in words (float rounding)
+AT_MARGIN_TOLERANCE = 1e-9  # points: closer to -margin than this, the words say "at the margin" (float rounding)
 
 
 @dataclass(frozen=True)
