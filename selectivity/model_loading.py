@@ -5,23 +5,19 @@ Every source ends as an nn.Module in eval-ready form plus the facts the measurem
 failure is a one-line SelectivityError naming the file or name that was wrong.
 """
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from selectivity import checkpoint_import
 from selectivity.config import ExperimentConfig, config_from_dict, config_hash
 from selectivity.data import DatasetSplits
 from selectivity.errors import SelectivityError
 from selectivity.models import create_model
 from selectivity.train.setup import build_model
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# Wrappers add these to every key: torch.compile (_orig_mod.) and DataParallel/DDP (module.).
-KEY_PREFIXES = ("_orig_mod.", "module.")
 
 
 @dataclass(frozen=True)
@@ -32,11 +28,13 @@ class LoadedModel:
         model: the network (weights loaded).
         label: short name for output folders, e.g. "resnet20-3f2a9c1b0d4e-seed_0".
         normalization: "dataset" (our models) or "imagenet" (torchvision models' default).
+        notes: how the weights were read and matched (renamed keys, stripped prefixes), for the user.
     """
 
     model: nn.Module
     label: str
     normalization: str
+    notes: tuple[str, ...] = ()
 
 
 def read_run_config(run_dir: str | Path) -> ExperimentConfig:
@@ -65,39 +63,19 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
         raise SelectivityError(f"{config_path} is not a run config ({error!r}); expected {{'hash', 'non_default', 'config'}}") from None
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Weights from a file holding a state_dict or a dict with key "model" (our checkpoints).
-
-    Always loaded with weights_only=True (no arbitrary unpickling): our checkpoints hold
-    only tensors, numbers and state dicts, so they load that way too.
+def read_state_dict(path: str | Path, trust: bool = False) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Weights from a torch.save file: a state dict, a training dict holding one, or (trusted) a module.
 
     Args:
-        path: the .pt/.pth file.
+        path: the .pt/.pth/.th file.
+        trust: allow weights_only=False when the file holds other objects (unpickling runs code).
 
     Returns:
-        {parameter name: tensor}, with torch.compile / DataParallel key prefixes removed.
+        ({parameter name: tensor} with torch.compile / DataParallel prefixes removed, notes saying how).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise SelectivityError(f"weights file {path} does not exist; expected a state_dict saved with torch.save")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise SelectivityError(f"weights file {path} holds objects other than tensors; expected a plain state_dict") from None
-    except Exception as error:  # truncated zip, not a torch file at all, ...
-        raise SelectivityError(f"cannot read weights file {path} ({type(error).__name__}); expected a torch.save file") from None
-    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
-        loaded = loaded["model"]
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise SelectivityError(f"weights file {path} is not a state_dict; expected {{name: tensor}} or {{'model': state_dict}}")
-    return {strip_prefixes(key): value for key, value in loaded.items()}
-
-
-def strip_prefixes(key: str) -> str:
-    for prefix in KEY_PREFIXES:
-        while key.startswith(prefix):
-            key = key[len(prefix):]
-    return key
+    loaded, notes = checkpoint_import.read_checkpoint(path, trust)
+    state_dict, unwrap_notes = checkpoint_import.unwrap_state_dict(loaded, str(path))
+    return state_dict, notes + unwrap_notes
 
 
 def weights_input_channels(state_dict: dict[str, torch.Tensor]) -> int | None:
@@ -109,21 +87,26 @@ def weights_input_channels(state_dict: dict[str, torch.Tensor]) -> int | None:
 
 
 def weights_num_classes(state_dict: dict[str, torch.Tensor]) -> int:
-    """Outputs of the final layer: rows of the last weight with 2 or more dimensions."""
-    final = [value for key, value in state_dict.items() if key.endswith("weight") and value.dim() >= 2]
+    """Outputs of the final layer: rows of the last linear (2-d) weight, else of the last conv weight.
+
+    Linear weights come first: a file may list a projection shortcut's conv after the classifier.
+    """
+    weights = [value for key, value in state_dict.items() if key.endswith("weight") and value.dim() >= 2]
+    final = [value for value in weights if value.dim() == 2] or weights
     if not final:
         raise SelectivityError("the weights hold no layer weight matrix; expected a classifier's state_dict")
     return int(final[-1].shape[0])
 
 
-def load_weights_into(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str, label: str) -> None:
-    """load_state_dict(strict) with a mismatch reported as one short line."""
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:
-        detail = " ".join(str(error).split())
-        detail = detail if len(detail) <= 300 else detail[:300] + " ..."
-        raise SelectivityError(f"weights {source} do not fit model {label} ({detail}); expected weights of this architecture") from None
+def load_weights_into(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str, label: str) -> list[str]:
+    """Load weights matched one-to-one onto the model's keys (see checkpoint_import.match_state_dict).
+
+    Returns:
+        Notes listing every key that was renamed or filled in.
+    """
+    matched, notes = checkpoint_import.match_state_dict(state_dict, model.state_dict(), source, label)
+    model.load_state_dict(matched, strict=True)
+    return notes
 
 
 def check_input_channels(channels: int | None, data: DatasetSplits, label: str) -> None:
@@ -144,7 +127,7 @@ def load_run_model(run_dir: str | Path, config: ExperimentConfig, data: DatasetS
         data: the dataset it will be measured on (gives classes and input channels).
     """
     checkpoint = Path(run_dir) / "checkpoint.pt"
-    state_dict = read_state_dict(checkpoint)
+    state_dict, _ = read_state_dict(checkpoint)  # our own format: nothing to report
     label = f"{config.model.name}-{config_hash(config)}-seed_{config.seed}"
     check_input_channels(weights_input_channels(state_dict), data, label)
     model = build_model(config, data)
@@ -152,26 +135,30 @@ def load_run_model(run_dir: str | Path, config: ExperimentConfig, data: DatasetS
     return LoadedModel(model, label, "dataset")
 
 
-def load_registry_model(name: str, data: DatasetSplits, weights: str | Path | None = None) -> LoadedModel:
+def load_registry_model(name: str, data: DatasetSplits, weights: str | Path | None = None,
+                        trust: bool = False) -> LoadedModel:
     """A model from selectivity.models, sized like its weights (or like `data` when untrained).
 
     Args:
         name: one of selectivity.models.list_models().
         data: the dataset to measure on.
-        weights: a state_dict file, or None for the freshly initialised model.
+        weights: a state_dict file (also from other code bases, see checkpoint_import), or None
+            for the freshly initialised model.
+        trust: allow weights_only=False for a file holding other objects.
     """
     if weights is None:
         model = create_model(name, num_classes=data.num_classes, in_channels=data.image_shape[0])
         return LoadedModel(model, name, "dataset")
-    state_dict = read_state_dict(weights)
+    state_dict, notes = read_state_dict(weights, trust)
     channels = weights_input_channels(state_dict) or data.image_shape[0]
     check_input_channels(channels, data, name)
     model = create_model(name, num_classes=weights_num_classes(state_dict), in_channels=channels)
-    load_weights_into(model, state_dict, str(weights), name)
-    return LoadedModel(model, name, "dataset")
+    notes += load_weights_into(model, state_dict, str(weights), name)
+    return LoadedModel(model, name, "dataset", tuple(notes))
 
 
-def load_torchvision_model(name: str, weights: str | Path | None, data: DatasetSplits) -> LoadedModel:
+def load_torchvision_model(name: str, weights: str | Path | None, data: DatasetSplits,
+                           trust: bool = False) -> LoadedModel:
     """torchvision.models.get_model(name, weights=None, num_classes=<from the weights>) + local weights.
 
     Args:
@@ -179,6 +166,7 @@ def load_torchvision_model(name: str, weights: str | Path | None, data: DatasetS
         weights: local state_dict file (e.g. resnet18-f37072fd.pth); required, since the
             number of classes is read from its final layer.
         data: the dataset to measure on.
+        trust: allow weights_only=False for a file holding other objects.
     """
     import torchvision
 
@@ -187,11 +175,11 @@ def load_torchvision_model(name: str, weights: str | Path | None, data: DatasetS
     known = torchvision.models.list_models(module=torchvision.models)
     if name not in known:
         raise SelectivityError(f"unknown torchvision model {name!r}; expected one of: {', '.join(known)}")
-    state_dict = read_state_dict(weights)
+    state_dict, notes = read_state_dict(weights, trust)
     check_input_channels(weights_input_channels(state_dict), data, name)
     model = torchvision.models.get_model(name, weights=None, num_classes=weights_num_classes(state_dict))
-    load_weights_into(model, state_dict, str(weights), name)
-    return LoadedModel(model, name, "imagenet")
+    notes += load_weights_into(model, state_dict, str(weights), name)
+    return LoadedModel(model, name, "imagenet", tuple(notes))
 
 
 def check_output_classes(model: nn.Module, data: DatasetSplits, label: str, device: torch.device) -> int:

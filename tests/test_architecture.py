@@ -19,7 +19,8 @@ ALLOWED = {
     "sweep": {"train", "store", "claims", "analysis", "measure", "model_loading", "data", "models", "capture",
               "metrics"},
     "report": set(),
-    "model_loading": {"data", "models", "train"},
+    "checkpoint_import": set(),
+    "model_loading": {"data", "models", "train", "checkpoint_import"},
     "cli": None,  # the command wires everything
 }
 

@@ -17,6 +17,7 @@ import torch
 
 from selectivity import atomic, model_loading
 from selectivity.data import DatasetSplits, LabelledImages, list_datasets, load_dataset
+from selectivity.data.normalization import PRESETS, resolve_normalization
 from selectivity.errors import SelectivityError
 from selectivity.measure import Measurement, measure_model
 from selectivity.train.setup import resolve_device
@@ -31,15 +32,19 @@ def add_parser(subparsers) -> None:
     source.add_argument("--run", dest="run_dir", metavar="DIR", help="a run folder (config.json + checkpoint.pt)")
     source.add_argument("--model", metavar="NAME", help="a model of selectivity.models (e.g. resnet20)")
     source.add_argument("--torchvision", metavar="NAME", help="a torchvision model name (needs --weights)")
-    parser.add_argument("--weights", metavar="FILE", help="state_dict file (or a dict with key 'model')")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="state_dict file, also from other code bases (module. prefixes, {'state_dict': ...}, fc/linear)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load --weights with weights_only=False if it holds other objects (runs code from the file)")
     parser.add_argument("--dataset", metavar="NAME", help=f"one of {', '.join(list_datasets())} (default: the run's)")
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
     parser.add_argument("--download", action="store_true", help="fetch the dataset if it is missing")
     parser.add_argument("--split", choices=("test", "train"), default="test")
     parser.add_argument("--limit", type=int, metavar="N", help="measure only the first N inputs")
     parser.add_argument("--layers", default="relu", help="relu | blocks | comma-separated module names (name#k for one call)")
-    parser.add_argument("--normalize", choices=("dataset", "imagenet"),
-                        help="input statistics (default: dataset for our models, imagenet for torchvision)")
+    parser.add_argument("--normalize", metavar="PRESET|MEAN,STD",
+                        help=f"input statistics: dataset, {', '.join(PRESETS)} or numbers m1,m2,m3,s1,s2,s3 "
+                             "(default: dataset for our models, imagenet for torchvision)")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: measure-<model>-<dataset>)")
@@ -61,6 +66,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise SelectivityError(f"{flag} {value} is not positive; expected an integer >= 1")
+    if args.trust_checkpoint and not args.weights:
+        raise SelectivityError("--trust-checkpoint applies to --weights FILE; expected it only with --weights")
     if args.run_dir and args.weights:
         raise SelectivityError("--weights cannot be used with --run; a run's weights come from its checkpoint.pt")
     if args.dataset is None and not args.run_dir:
@@ -84,8 +91,8 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[model_loading.LoadedM
     if config is not None:
         return model_loading.load_run_model(args.run_dir, config, data), data
     if args.model:
-        return model_loading.load_registry_model(args.model, data, args.weights), data
-    return model_loading.load_torchvision_model(args.torchvision, args.weights, data), data
+        return model_loading.load_registry_model(args.model, data, args.weights, args.trust_checkpoint), data
+    return model_loading.load_torchvision_model(args.torchvision, args.weights, data, args.trust_checkpoint), data
 
 
 def select_inputs(data: DatasetSplits, split_name: str, limit: int | None) -> LabelledImages:
@@ -166,13 +173,12 @@ def run(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers)
     device = resolve_device_checked(args.device)
     loaded, data = load_model_and_data(args)
+    for note in loaded.notes:  # how a foreign checkpoint was read and renamed, before any number
+        print(f"weights: {note}", file=sys.stdout)
+    mean, std = resolve_normalization(args.normalize or loaded.normalization, data)
     model = loaded.model.to(device)
     model_loading.check_output_classes(model, data, loaded.label, device)
     split = select_inputs(data, args.split, args.limit)
-    if (args.normalize or loaded.normalization) == "imagenet":
-        mean, std = model_loading.IMAGENET_MEAN, model_loading.IMAGENET_STD
-    else:
-        mean, std = data.mean, data.std
     measurement = measure_model(
         model, split, data.num_classes, mean, std, layers=layers, batch_size=args.batch_size,
         device=device, progress=not args.no_progress, description=f"measure {loaded.label}",

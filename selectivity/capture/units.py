@@ -3,7 +3,9 @@
 A unit is a fully-connected neuron or a convolutional feature map; a map's response to one
 input is its spatial mean, so every captured layer is [B, U]. A module object that runs
 several times in one forward pass (torchvision ResNets reuse `self.relu`) yields one layer
-per call site, named `module#1`, `module#2`, ..., never a silent overwrite.
+per call site, named `module#1`, `module#2`, ..., never a silent overwrite. ReLUs applied
+functionally (`F.relu`, `torch.relu`, `x.relu()`) are found by torch.fx and named
+`owner.relu()` (see selectivity.capture.functional).
 """
 import math
 from collections import defaultdict
@@ -11,9 +13,13 @@ from collections import defaultdict
 import torch
 from torch import nn
 
+from selectivity.capture.functional import FunctionalSites
 from selectivity.errors import SelectivityError
 
 PRESETS = ("relu", "blocks")
+# Activations that can be negative: SI (a ratio of class means) is undefined on them.
+SIGNED_ACTIVATIONS = (nn.GELU, nn.SiLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Hardswish,
+                      nn.Tanh)
 
 
 class _SpatialMean(torch.autograd.Function):
@@ -49,17 +55,26 @@ def reduce_to_units(output: torch.Tensor) -> torch.Tensor:
     return output.sum(tuple(range(2, output.dim()))) / math.prod(output.shape[2:])
 
 
-def resolve_layers(model: nn.Module, layers: str | list[str] | tuple[str, ...] = "relu") -> list[str]:
-    """Module names to hook for a preset or an explicit list of names.
+def resolve_layers(model: nn.Module, layers: str | list[str] | tuple[str, ...] = "relu",
+                   functional: list[str] | None = None) -> list[str]:
+    """Layer names to record for a preset or an explicit list of names.
 
-    Presets: "relu" = every nn.ReLU module (post-ReLU activations of the hidden layers);
+    Presets: "relu" = every nn.ReLU module and every functional ReLU call site in `functional`
+    (post-ReLU activations of the hidden layers);
     "blocks" = the model's `block_output_layers` (our models declare them; torchvision
     ResNets' `layerX.Y` blocks are used when the model declares none). An explicit name may
     carry a call-site suffix (`layer1.0.relu#2`) to keep one call of a reused module.
+    `functional` lists the functional call sites' names (FunctionalSites.layer_names).
     """
     modules = dict(model.named_modules())
+    functional = list(functional or [])
     if layers == "relu":
-        names = [n for n, m in modules.items() if isinstance(m, nn.ReLU)]
+        names = [n for n, m in modules.items() if isinstance(m, nn.ReLU)] + functional
+        signed = sorted({type(m).__name__ for m in modules.values() if isinstance(m, SIGNED_ACTIVATIONS)})
+        if not names and signed:
+            raise SelectivityError(
+                f"{type(model).__name__} has no ReLU units, only {', '.join(signed)} activations, which can be "
+                "negative; SI is defined only for non-negative (e.g. post-ReLU) activations: select such layers")
     elif layers == "blocks":
         names = list(getattr(model, "block_output_layers", ()))
         if not names:
@@ -73,9 +88,9 @@ def resolve_layers(model: nn.Module, layers: str | list[str] | tuple[str, ...] =
         raise SelectivityError(f"unknown layer preset {layers!r}; expected one of {PRESETS} or a list of module names")
     else:
         names = list(layers)
-        unknown = [n for n in names if n.split("#")[0] not in modules or n.split("#")[0] == ""]
+        unknown = [n for n in names if n not in functional and (n.split("#")[0] not in modules or n.split("#")[0] == "")]
         if unknown:
-            valid = ", ".join(n for n in modules if n)
+            valid = ", ".join([n for n in modules if n] + functional)
             raise SelectivityError(f"unknown layer name(s) {unknown}; valid module names are: {valid}")
     if not names:
         raise SelectivityError(f"{type(model).__name__} has no layers for preset {layers!r}; expected at least one")
@@ -90,16 +105,24 @@ class UnitCapture:
 
     Args:
         model: any nn.Module.
-        layers: "relu" (default), "blocks", or a list of module names (optionally `name#k`).
+        layers: "relu" (default), "blocks", or a list of module names (optionally `name#k`)
+            and functional call sites (`owner.relu()`, `owner.relu()#k`).
         detach: detach the activations (measurement); keep the graph for the regularizer.
     """
 
     def __init__(self, model: nn.Module, layers: str | list[str] | tuple[str, ...] = "relu", detach: bool = True):
         self.model = model
         self.detach = detach
-        requested = resolve_layers(model, layers)
+        self._functional = FunctionalSites(model)
+        wants_functional = layers == "relu" or (not isinstance(layers, str) and any("relu()" in n for n in layers))
+        functional = self._functional.layer_names() if wants_functional else []
+        requested = resolve_layers(model, layers, functional)
+        self._functional_layers = {name for name in requested if name in functional}
         self._call_filter: dict[str, set[int] | None] = defaultdict(set)
         for name in requested:
+            if name in self._functional_layers:
+                self._call_filter[name] = None  # a functional site runs once per pass: its name is final
+                continue
             module_name, _, call = name.partition("#")
             if call and self._call_filter[module_name] is not None:
                 self._call_filter[module_name].add(int(call))
@@ -114,7 +137,10 @@ class UnitCapture:
         try:
             self._handles.append(self.model.register_forward_pre_hook(self._start_pass))
             for name in self._call_filter:
-                self._handles.append(modules[name].register_forward_hook(self._recorder(name)))
+                if name not in self._functional_layers:
+                    self._handles.append(modules[name].register_forward_hook(self._recorder(name)))
+            if self._functional_layers:
+                self._functional.install(self._recorder, self._functional_layers)
             self._handles.append(self.model.register_forward_hook(self._finish_pass))
         except BaseException:
             self.remove()
@@ -125,6 +151,7 @@ class UnitCapture:
         self.remove()
 
     def remove(self) -> None:
+        self._functional.uninstall()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
