@@ -82,6 +82,7 @@ def test_grayscale_jpegs_become_three_equal_channels(written, splits):
         assert np.abs(image[channel].numpy().astype(int) - pixels.astype(int)).max() <= 1
 
 
+@pytest.mark.slow  # ~5-15 s on the 2-core build CPU
 def test_one_training_step_of_resnet18_at_64x64(splits):
     torch.manual_seed(0)
     config = ExperimentConfig(data=DataSettings(dataset="tiny-imagenet", crop_padding=4, flip=True),
