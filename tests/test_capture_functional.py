@@ -170,3 +170,18 @@ def test_signed_activations_are_refused(activation):
     with pytest.raises(SelectivityError, match="layer 2 has negative activations"):  # named explicitly: the existing check
         measure_model(flat, split, 2, (0.5,), (0.25,), layers=["2"], batch_size=20, device=torch.device("cpu"),
                       progress=False)
+
+
+def test_the_command_prints_a_warning_on_one_line(capsys, monkeypatch):
+    from selectivity.cli import main, measure_command
+
+    def run_capturing_an_untraceable_model(args):
+        UnitCapture(DataDependent())
+        return 0
+
+    monkeypatch.setattr(measure_command, "run", run_capturing_an_untraceable_model)
+    assert main(["measure", "--model", "small_cnn", "--dataset", "digits"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "selectivity measure: warning: DataDependent cannot be traced by torch.fx (TraceError: symbolically traced "
+        "variables cannot be used as inputs to control flow); capturing modules only: functional relu calls in its "
+        "forward are not captured"]

@@ -2,6 +2,7 @@
 import argparse
 import importlib
 import sys
+import warnings
 
 from selectivity.errors import SelectivityError
 
@@ -20,6 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warnings(command: str):
+    """A warnings.showwarning that prints `selectivity <command>: warning: <message>` on one line.
+
+    Python's default adds the file, line number and source line of the call, which name our
+    code rather than what the user should do.
+    """
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"selectivity {command}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -27,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warnings(args.command)
+            return int(args.run(args) or 0)
     except SelectivityError as error:
         print(f"selectivity {args.command}: error: {error}", file=sys.stderr)
         return 2
