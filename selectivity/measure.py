@@ -14,6 +14,8 @@ from selectivity.capture import UnitCapture
 from selectivity.data.base import LabelledImages
 from selectivity.data.batches import normalize_images
 from selectivity.metrics import SelectivityAccumulator, layer_summary, network_mean_si, unit_table
+from selectivity.metrics.null_table import chance_layer_summary, shuffled_unit_table
+from selectivity.metrics.shuffles import ShuffledAccumulator, ShuffleSettings, label_shuffles
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ def measure_model(
     channels_last: bool = False,
     progress: bool = False,
     description: str = "measure",
+    shuffles: ShuffleSettings | None = None,
 ) -> Measurement:
     """Accuracy, cross-entropy and per-unit selectivity of `model` on `split`, streamed.
 
@@ -55,6 +58,9 @@ def measure_model(
         batch_size: inputs per forward pass.
         device: where the model runs.
         progress: show a progress bar.
+        shuffles: None for SI and d' only; else the units table also gets ROC-AUC, mutual
+            information, lifetime sparseness and label-shuffle nulls (metrics.null_table),
+            from the same pass, and the layers table the fractions of units above chance.
 
     Returns:
         A Measurement with the per-unit and per-layer tables and the summaries.
@@ -65,6 +71,8 @@ def measure_model(
     correct = torch.zeros((), dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     starts = range(0, len(split), batch_size)
+    shuffled = ShuffledAccumulator(num_classes, shuffles.bins) if shuffles else None
+    labelings = label_shuffles(split.labels, num_classes, shuffles.shuffles, shuffles.seed).to(device) if shuffles else None
     try:
         with UnitCapture(model, layers) as capture:
             for start in tqdm(starts, desc=description, disable=not progress, unit="batch", leave=False):
@@ -72,14 +80,20 @@ def measure_model(
                 labels = split.labels[start : start + batch_size].to(device, non_blocking=True)
                 logits = model(normalize_images(images, mean, std, channels_last)).float()  # [B, K]
                 accumulator.update(capture.activations, labels)
+                if shuffled is not None:  # labels are valid: the accumulator checked them on the first batch
+                    shuffled.update(capture.activations, labelings[:, start : start + batch_size])
                 correct += (logits.argmax(1) == labels).sum()
                 loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
     finally:
         model.train(was_training)
     units = unit_table(accumulator.result())
+    layers = layer_summary(units)
+    if shuffled is not None:
+        units = pd.concat([units, shuffled_unit_table(shuffled.result()).drop(columns=["layer", "unit"])], axis=1)
+        layers = layers.merge(chance_layer_summary(units), on="layer", how="left", sort=False)
     return Measurement(
         units=units,
-        layers=layer_summary(units),
+        layers=layers,
         accuracy=int(correct) / len(split),
         loss=float(loss_sum) / len(split),
         mean_si=network_mean_si(units),

@@ -20,6 +20,7 @@ from selectivity.data import DatasetSplits, LabelledImages, list_datasets, load_
 from selectivity.data.normalization import PRESETS, resolve_normalization
 from selectivity.errors import SelectivityError
 from selectivity.measure import Measurement, measure_model
+from selectivity.metrics.shuffles import ShuffleSettings
 from selectivity.train.setup import resolve_device
 
 
@@ -49,6 +50,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: measure-<model>-<dataset>)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--shuffles", type=int, metavar="S",
+                        help="also ROC-AUC, mutual information, lifetime sparseness and S label-shuffle nulls "
+                             "(0: the metrics without nulls; see docs/unit_toolkit.md)")
+    parser.add_argument("--bins", type=int, default=ShuffleSettings.bins, help="response bins per unit for AUC/MI")
+    parser.add_argument("--shuffle-seed", type=int, default=0, help="seed of the label shuffles")
     parser.set_defaults(run=run)
 
 
@@ -160,10 +166,12 @@ def format_summary(summary: dict, measurement: Measurement, out: Path) -> str:
         f"accuracy {summary['accuracy']:.4f}  loss {summary['loss']:.4f}  network mean SI {summary['mean_si']:.4f}  "
         f"dead units {summary['dead_units']}/{summary['num_units']}",
         "",
-        f"{'layer':<{width}}  {'units':>6}  {'mean SI':>8}  {'dead':>5}",
+        f"{'layer':<{width}}  {'units':>6}  {'mean SI':>8}  {'dead':>5}" + ("  SI>chance" if "si_above_chance" in
+                                                                             measurement.layers else ""),
     ]
     for row in measurement.layers.itertuples(index=False):
-        lines.append(f"{row.layer:<{width}}  {row.num_units:>6}  {row.mean_si:>8.4f}  {row.dead_units:>5}")
+        above = f"  {row.si_above_chance:>9.1%}" if hasattr(row, "si_above_chance") else ""
+        lines.append(f"{row.layer:<{width}}  {row.num_units:>6}  {row.mean_si:>8.4f}  {row.dead_units:>5}{above}")
     lines += ["", f"wrote {out}/units.csv, units.parquet, layers.csv, summary.json"]
     return "\n".join(lines)
 
@@ -182,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     measurement = measure_model(
         model, split, data.num_classes, mean, std, layers=layers, batch_size=args.batch_size,
         device=device, progress=not args.no_progress, description=f"measure {loaded.label}",
+        shuffles=None if args.shuffles is None else ShuffleSettings(args.shuffles, args.bins, args.shuffle_seed),
     )
     check_layers_seen(layers, measurement)
     out = Path(args.out or f"measure-{loaded.label}-{data.name}")
