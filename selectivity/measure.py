@@ -25,6 +25,7 @@ class Measurement:
     accuracy: float
     loss: float
     mean_si: float  # mean over units in a layer, then over layers
+    class_recall: tuple[float, ...] = ()  # per class: correct / inputs of that class (NaN where absent)
 
     @property
     def dead_fraction(self) -> float:
@@ -69,6 +70,8 @@ def measure_model(
     model.eval()
     accumulator = SelectivityAccumulator(num_classes)
     correct = torch.zeros((), dtype=torch.int64, device=device)
+    correct_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
+    inputs_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     starts = range(0, len(split), batch_size)
     shuffled = ShuffledAccumulator(num_classes, shuffles.bins) if shuffles else None
@@ -82,7 +85,13 @@ def measure_model(
                 accumulator.update(capture.activations, labels)
                 if shuffled is not None:  # labels are valid: the accumulator checked them on the first batch
                     shuffled.update(capture.activations, labelings[:, start : start + batch_size])
-                correct += (logits.argmax(1) == labels).sum()
+                hits = logits.argmax(1) == labels  # [B]
+                correct += hits.sum()
+                # index_add_ on clamped labels: no host sync; bad labels weigh 0 (the accumulator reports them)
+                valid = (labels >= 0) & (labels < num_classes)
+                index = labels.clamp(0, num_classes - 1)
+                correct_per_class.index_add_(0, index, (hits & valid).long())
+                inputs_per_class.index_add_(0, index, valid.long())
                 loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
     finally:
         model.train(was_training)
@@ -97,4 +106,5 @@ def measure_model(
         accuracy=int(correct) / len(split),
         loss=float(loss_sum) / len(split),
         mean_si=network_mean_si(units),
+        class_recall=tuple((correct_per_class.double() / inputs_per_class.double()).tolist()),  # 0/0 = NaN
     )

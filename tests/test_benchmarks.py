@@ -19,6 +19,7 @@ SMALLEST = {
     "train_speed": ["--steps", "1", "--warmup", "1", "--repeats", "2", "--workers", "0"],
     "regularizer_overhead": ["--steps", "1", "--warmup", "1", "--repeats", "1", "--batch-size", "16"],
     "measure_speed": ["--images", "64", "--batch-size", "32", "--repeats", "1"],
+    "null_speed": ["--images", "64", "--batch-size", "32", "--repeats", "1", "--shuffles", "2"],
     "sweep_throughput": ["--concurrency", "1", "--seconds", "1", "--warmup", "1"],
 }
 # what each script's JSON must hold: seconds or ratios that are finite and positive
@@ -26,6 +27,7 @@ EXPECTED = {
     "train_speed": ["seconds_per_epoch", "speedup_c_over_a", "ratio_a_over_b", "ratio_a_over_b_per_repeat"],
     "regularizer_overhead": ["seconds_per_step", "ratio_alpha_minus_1_vs_none", "ratio_alpha_0_vs_none"],
     "measure_speed": ["forward_seconds", "measure_seconds", "ratio"],
+    "null_speed": ["measure_seconds", "measure_with_nulls_seconds", "ratio"],
     "sweep_throughput": ["images_per_second", "ratio_vs_k1"],
 }
 
