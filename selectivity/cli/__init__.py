@@ -1,4 +1,4 @@
-"""The `selectivity` command: one subcommand per job (measure, train, sweep, status, report)."""
+"""The `selectivity` command: one subcommand per job (measure, train, sweep, status, report, ablate, topk)."""
 import argparse
 import importlib
 import sys
@@ -7,7 +7,7 @@ import warnings
 from selectivity.errors import SelectivityError
 
 # Each module defines add_parser(subparsers), which registers its subcommand and sets `run`.
-SUBCOMMANDS = ("measure", "train", "sweep", "status", "report")
+SUBCOMMANDS = ("measure", "train", "sweep", "status", "report", "ablate", "topk")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,42 @@
+"""Which model and data a unit command (ablate, topk) works on: the same sources `measure` accepts."""
+import argparse
+
+from selectivity import model_loading
+from selectivity.cli.measure_command import load_model_and_data, resolve_device_checked
+from selectivity.data import DatasetSplits, list_datasets
+from selectivity.errors import SelectivityError
+
+
+def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """--run | --model | --torchvision, --weights, --dataset, --data-root, --download, --normalize, --device."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", dest="run_dir", metavar="DIR", help="a run folder (config.json + checkpoint.pt)")
+    source.add_argument("--model", metavar="NAME", help="a model of selectivity.models (e.g. resnet20)")
+    source.add_argument("--torchvision", metavar="NAME", help="a torchvision model name (needs --weights)")
+    parser.add_argument("--weights", metavar="FILE", help="state_dict file (or a dict with key 'model')")
+    parser.add_argument("--dataset", metavar="NAME", help=f"one of {', '.join(list_datasets())} (default: the run's)")
+    parser.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
+    parser.add_argument("--download", action="store_true", help="fetch the dataset if it is missing")
+    parser.add_argument("--normalize", choices=("dataset", "imagenet"),
+                        help="input statistics (default: dataset for our models, imagenet for torchvision)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def load_source(args: argparse.Namespace):
+    """(LoadedModel on the device, DatasetSplits, mean, std, device) for the parsed source arguments."""
+    if args.run_dir and args.weights:
+        raise SelectivityError("--weights cannot be used with --run; a run's weights come from its checkpoint.pt")
+    if args.dataset is None and not args.run_dir:
+        raise SelectivityError(f"--dataset is required with --model/--torchvision; expected one of {', '.join(list_datasets())}")
+    device = resolve_device_checked(args.device)
+    loaded, data = load_model_and_data(args)
+    loaded.model.to(device)
+    model_loading.check_output_classes(loaded.model, data, loaded.label, device)
+    mean, std = normalization(args, loaded, data)
+    return loaded, data, mean, std, device
+
+
+def normalization(args: argparse.Namespace, loaded: model_loading.LoadedModel, data: DatasetSplits) -> tuple:
+    if (args.normalize or loaded.normalization) == "imagenet":
+        return model_loading.IMAGENET_MEAN, model_loading.IMAGENET_STD
+    return data.mean, data.std
