@@ -71,6 +71,8 @@ class EvaluationSettings:
     every: int = 1  # evaluate every N epochs (and always after the last)
     batch_size: int = 1000
     layers: str | tuple[str, ...] = "relu"  # test-time unit layers
+    # also write units_epoch<N>.parquet at every evaluation (per-unit SI and preferred class over training)
+    save_units: bool = field(default=False, metadata=NOT_HASHED)
 
 
 @dataclass(frozen=True)

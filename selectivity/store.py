@@ -5,6 +5,7 @@
         metrics.jsonl   one JSON object per evaluation
         checkpoint.pt   the last finished epoch (atomic)
         units.parquet   the final per-unit table (and units.csv)
+        units_epoch<N>.parquet  the per-unit table at evaluation epoch N (evaluation.save_units only)
         done.json       written last; names what the finished run must hold
         failed.json     reason and epoch of a run that failed (its last good checkpoint stays)
 
@@ -82,6 +83,19 @@ class RunDirectory:
 
     def read_units(self) -> pd.DataFrame:
         return pd.read_parquet(self.units_path)
+
+    def write_units_snapshot(self, epoch: int, units: pd.DataFrame) -> None:
+        """The per-unit table of the evaluation after `epoch` (atomic; rewritten on resume)."""
+        atomic.write_table(self.path / f"units_epoch{epoch}.parquet", units)
+
+    def read_units_snapshots(self) -> dict[int, pd.DataFrame]:
+        """{epoch: per-unit table} of every units_epoch<N>.parquet, in epoch order."""
+        found = {}
+        for path in self.path.glob("units_epoch*.parquet"):
+            suffix = path.stem.removeprefix("units_epoch")
+            if suffix.isdigit():
+                found[int(suffix)] = path
+        return {epoch: pd.read_parquet(found[epoch]) for epoch in sorted(found)}
 
     def mark_done(self, summary: dict) -> None:
         """Write done.json last: it records how many metric records and units the run has."""

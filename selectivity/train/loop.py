@@ -104,6 +104,8 @@ def train_run(
             epoch, step = epoch + 1, step + steps
             if epoch % config.evaluation.every == 0 or epoch == config.train.epochs:
                 final = _measure(session)
+                if config.evaluation.save_units:
+                    run.write_units_snapshot(epoch, final.units)
                 records.append(_record(session, epoch, alpha, totals, final, time.perf_counter() - started))
                 run.write_metrics(records)
                 _log(writer, records[-1], progress)

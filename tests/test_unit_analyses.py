@@ -1,0 +1,95 @@
+"""The unit toolkit's post-sweep analyses on two real smoke-size digits runs (alpha 0 and -10)."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from selectivity.config import EvaluationSettings, ExperimentConfig, RegularizerSettings, TrainSettings
+from selectivity.errors import SelectivityError
+from selectivity.store import run_path
+from selectivity.sweep.analyses import AnalysisContext, get_analysis
+from selectivity.sweep.layout import SweepFolder, SweepRun
+from selectivity.sweep.results import run_rows, typed_table
+from selectivity.train import train_run
+
+pytestmark = pytest.mark.slow  # trains two smoke-size runs (shared by every test here)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    store = tmp_path_factory.mktemp("sweep") / "runs"
+    made = []
+    for alpha in (0.0, -10.0):
+        config = ExperimentConfig(train=TrainSettings(epochs=2), regularizer=RegularizerSettings(alpha=alpha),
+                                  evaluation=EvaluationSettings(save_units=True), seed=0, device="cpu")
+        run = SweepRun(config, format(alpha, "g"), run_path(store, config))
+        train_run(config, run.path, progress=False)
+        made.append(run)
+    return made
+
+
+def analyse(name: str, runs, folder, settings: dict | None = None) -> pd.DataFrame:
+    table = pd.concat([run_rows(run) for run in runs], ignore_index=True)
+    context = AnalysisContext(folder=SweepFolder(folder), runs=runs, table=table, settings=settings or {})
+    return typed_table(get_analysis(name)(context))  # the results table's columns and dtypes
+
+
+def test_save_units_writes_a_snapshot_per_evaluation_and_hashes_alike(runs):
+    assert sorted(runs[0].directory.read_units_snapshots()) == [1, 2]
+    final = runs[0].directory.read_units_snapshots()[2]
+    pd.testing.assert_frame_equal(final, runs[0].directory.read_units())
+    plain = dataclasses.replace(runs[0].config, evaluation=EvaluationSettings())
+    assert run_path("s", plain) == run_path("s", runs[0].config)  # a reporting switch, not a new run
+
+
+def test_training_dynamics_rows_follow_every_record_and_the_snapshots(runs, tmp_path):
+    rows = analyse("training_dynamics", runs, tmp_path)
+    run = runs[1]
+    records = run.directory.read_metrics()
+    own = rows[rows["run_id"] == run.run_id].set_index(["layer", "metric", "epoch"])["value"]
+    for record in records:
+        assert own[("network", "epoch_mean_si", record["epoch"])] == record["mean_si"]
+        assert own[("relu2", "epoch_mean_si", record["epoch"])] == record["layers"]["relu2"]["mean_si"]
+    first, final = (run.directory.read_units_snapshots()[e] for e in (1, 2))
+    live = ~final["dead"].to_numpy()
+    agrees = (first["preferred_class"].to_numpy() == final["preferred_class"].to_numpy()) & ~first["dead"].to_numpy()
+    layer = (final["layer"] == "relu3").to_numpy()
+    expected = agrees[live & layer].mean()
+    assert own[("relu3", "epoch_preferred_class_agreement", 1)] == pytest.approx(expected)
+    assert own[("relu3", "epoch_preferred_class_agreement", 2)] == 1.0
+    assert own[("relu3", "preferred_class_consistency", 2)] == pytest.approx(expected)  # one earlier evaluation
+
+
+def test_unit_nulls_rows_hold_each_layer_fraction_above_chance(runs, tmp_path):
+    rows = analyse("unit_nulls", runs, tmp_path, {"shuffles": 3, "bins": 6})
+    layer_rows = rows[(rows["unit"] == -1) & (rows["metric"] == "si_above_chance")]
+    assert len(layer_rows) == 2 * 4 and layer_rows["value"].between(0, 1).all()
+    assert layer_rows.groupby("layer")["layer_index"].first().to_dict() == {"relu1": 0, "relu2": 1, "relu3": 2,
+                                                                           "relu4": 3}
+    si_p = rows[rows["metric"] == "si_p"]
+    assert len(si_p) == 2 * len(runs[0].directory.read_units()) and set(si_p["value"]) <= {0.25, 0.5, 0.75, 1.0}
+
+
+def test_ablation_rows_and_csv(runs, tmp_path):
+    settings = {"layers": ["relu4"], "orders": ["si_high", "random"], "draws": 2, "fractions": [0, 0.5, 1],
+                "subset": 60, "train_images": 60}
+    rows = analyse("ablation", runs, tmp_path, settings)
+    curves = pd.read_csv(runs[0].path / "ablation.csv")
+    own = rows[rows["run_id"] == runs[0].run_id].set_index("metric")["value"]
+    random_half = curves[(curves["order"] == "random") & (curves["fraction"] == 0.5)]["accuracy"].mean()
+    assert own["ablation_random@0.5"] == pytest.approx(random_half)
+    high = curves[curves["order"] == "si_high"].sort_values("fraction")["accuracy"].to_numpy()
+    assert own["ablation_si_high_area"] == pytest.approx(0.25 * (high[0] + 2 * high[1] + high[2]))
+    assert set(rows["layer"]) == {"relu4"} and set(rows["layer_index"]) == {3}
+
+
+def test_top_units_writes_two_grids_per_layer_per_alpha(runs, tmp_path):
+    rows = analyse("top_units", runs, tmp_path, {"k": 2, "limit": 40})
+    assert len(rows) == 2 * 4 * 2 and rows["value"].isin([0, 0.5, 1.0]).all()
+    assert len(list((tmp_path / "analyses" / "top_units").glob("*.png"))) == 16
+
+
+def test_unknown_settings_are_refused(runs, tmp_path):
+    with pytest.raises(SelectivityError, match="unknown analysis_settings.top_units keys"):
+        analyse("top_units", runs, tmp_path, {"kk": 4})
