@@ -9,7 +9,7 @@ import pandas as pd
 
 from selectivity.atomic import write_text
 from selectivity.errors import SelectivityError
-from selectivity.report import figures_alpha, figures_units
+from selectivity.report import figures_alpha, figures_toolkit, figures_units
 from selectivity.report.comparison import DEFAULT_MARGIN_POINTS, check_margin
 from selectivity.report.headline import comparison_table, headline_table
 from selectivity.report.page import (FigureEntry, PageContent, comparison_rows, headline_rows, render_html,
@@ -90,6 +90,27 @@ def _cca_figure(table, notes, subtitle, out_dir) -> tuple[FigureEntry, pd.DataFr
     return FigureEntry(heading, caption, *paths), cca
 
 
+TOOLKIT_FIGURES = (  # drawn only when the sweep ran the analysis (docs/unit_toolkit.md)
+    ("U1. Units above chance vs depth", figures_toolkit.above_chance_by_depth,
+     "Per layer, the fraction of units whose metric beats its label-shuffle null by z > 1.645 (analysis "
+     "unit_nulls), mean over seeds, one line per alpha."),
+    ("U2. Unit ablation curves", figures_toolkit.ablation_curves,
+     "Test accuracy as a growing fraction of a layer's units is clamped (analysis ablation), per ablation "
+     "order, mean over ablated layers and seeds; right: each order's area under the curve vs alpha."),
+    ("U3. Selectivity over training", figures_toolkit.si_over_training,
+     "Network mean SI and test accuracy at every evaluation (analysis training_dynamics), mean over seeds."),
+)
+
+
+def _toolkit_figures(table, subtitle, out_dir) -> list[FigureEntry]:
+    entries = []
+    for heading, draw, caption in TOOLKIT_FIGURES:
+        paths = draw(table, subtitle, out_dir)
+        if paths:
+            entries.append(FigureEntry(heading, caption, *paths))
+    return entries
+
+
 def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
                  notes: dict | None = None, margin: float = DEFAULT_MARGIN_POINTS) -> Path:
     """Write the sweep report (figures, CSV tables, index.html, report.md) into out_dir.
@@ -115,6 +136,7 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
     figures = _network_figures(runs, conditions, subtitle, out_dir) + _unit_figures(table, subtitle, out_dir)
     cca_entry, cca = _cca_figure(table, notes, subtitle, out_dir)
     figures = sorted(figures + [cca_entry], key=lambda entry: entry.heading)
+    figures += _toolkit_figures(table, subtitle, out_dir)
     csv_tables = {"runs.csv": runs, "summary_by_alpha.csv": conditions, "headline.csv": headline,
                   "accuracy_vs_baseline.csv": compared,
                   "summary_by_layer.csv": layer_summary(table), "cca_by_layer.csv": cca}

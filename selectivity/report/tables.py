@@ -18,6 +18,7 @@ REQUIRED_COLUMNS = ("run_id", "model", "dataset", "alpha", "alpha_label", "seed"
                     "layer", "layer_index", "unit", "metric", "value")
 NETWORK_LAYER = "network"
 CCA_METRICS = ("pwcca_ratio", "svcca_ratio")
+HISTORY_PREFIX = "epoch_"  # history metrics (training_dynamics rows) are kept at every epoch
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -51,7 +52,8 @@ def prepare_table(table: pd.DataFrame) -> pd.DataFrame:
     Args:
         table: the tidy sweep table.
     Returns:
-        A copy with normalized dtypes and only the rows of each run's last epoch.
+        A copy with normalized dtypes and only the rows of each run's last epoch, except
+        history metrics (names starting with HISTORY_PREFIX), kept at every epoch.
     """
     missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
     if missing:
@@ -66,7 +68,8 @@ def prepare_table(table: pd.DataFrame) -> pd.DataFrame:
                           "layer": str, "layer_index": int, "unit": int, "metric": str,
                           "value": float})
     final_epoch = table.groupby("run_id")["epoch"].transform("max")
-    return table[table["epoch"] == final_epoch].reset_index(drop=True)
+    history = table["metric"].str.startswith(HISTORY_PREFIX)
+    return table[(table["epoch"] == final_epoch) | history].reset_index(drop=True)
 
 
 def confidence_interval(values) -> tuple[float, float, int]:
@@ -117,7 +120,8 @@ def run_network_table(table: pd.DataFrame) -> pd.DataFrame:
         Columns run_id, seed, alpha, alpha_label, constant, and one per network metric,
         sorted by alpha then label then seed.
     """
-    network = table[(table["layer"] == NETWORK_LAYER) & (table["unit"] == -1)]
+    network = table[(table["layer"] == NETWORK_LAYER) & (table["unit"] == -1)
+                    & ~table["metric"].str.startswith(HISTORY_PREFIX)]
     wide = network.pivot_table(index=["run_id", "seed", "alpha", "alpha_label"], columns="metric",
                                values="value", aggfunc="mean").reset_index()
     wide.columns.name = None
