@@ -18,6 +18,7 @@ ALLOWED = {
     "claims": set(),
     "sweep": {"train", "store", "claims", "analysis", "measure", "model_loading", "data", "models", "capture",
               "metrics"},
+    "units": {"data", "capture", "metrics", "measure", "model_loading", "train", "sweep", "store"},
     "report": set(),
     "checkpoint_import": set(),
     "model_loading": {"data", "models", "train", "checkpoint_import"},
