@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from selectivity import atomic
-from selectivity.cli.measure_command import parse_layers
 from selectivity.cli.model_source import add_model_source_arguments, load_source
 from selectivity.errors import SelectivityError
 from selectivity.units.ablation_run import AblationSettings, model_ablation_curves
@@ -51,12 +50,11 @@ def settings_from(args: argparse.Namespace) -> AblationSettings:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     loaded, data, mean, std, device = load_source(args)
-    curves = model_ablation_curves(loaded.model, data, mean, std, parse_layers("relu"), settings, device)
-    summary = mean_curves(curves).merge(curve_areas(curves), on=["layer", "order"])
+    curves = model_ablation_curves(loaded.model, data, mean, std, "relu", settings, device)
+    areas = curve_areas(curves)
     out = Path(args.out or f"ablate-{loaded.label}-{data.name}")
     atomic.write_table(out / "ablation.csv", curves)
-    atomic.write_table(out / "ablation_summary.csv", summary)
-    areas = curve_areas(curves)
+    atomic.write_table(out / "ablation_summary.csv", mean_curves(curves).merge(areas, on=["layer", "order"]))
     for row in areas.itertuples(index=False):
         print(f"{row.layer}  {row.order:<24} area {row.area:.4f}", file=sys.stdout)
     print(f"wrote {out}/ablation.csv, ablation_summary.csv", file=sys.stdout)

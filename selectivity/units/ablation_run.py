@@ -7,6 +7,7 @@ No test input chooses the order.
 """
 from dataclasses import dataclass, fields
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -77,14 +78,15 @@ def random_subset(split: LabelledImages, size: int, seed: int) -> LabelledImages
     return LabelledImages(split.images[index], split.labels[index])
 
 
-def layer_orders(units: pd.DataFrame, settings: AblationSettings) -> dict[str, "object"]:
+def layer_orders(units: pd.DataFrame, settings: AblationSettings) -> dict[str, np.ndarray]:
     """{order name: unit indices} for one layer's rows of the ranking table."""
     orders = {}
     for order in settings.orders:
         if order == "random":
             orders.update(random_orders(len(units), settings.draws, settings.seed))
         else:
-            orders[order] = unit_orders(units[order.rpartition("_")[0]].to_numpy(), order.rpartition("_")[0])[order]
+            metric = order.rpartition("_")[0]
+            orders[order] = unit_orders(units[metric].to_numpy(), metric)[order]
     return orders
 
 

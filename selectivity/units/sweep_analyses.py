@@ -11,6 +11,7 @@ Rows (layer rows have unit -1; see docs/unit_toolkit.md for every metric name):
     top_units          unit: topk_preferred_fraction, for the most and least selective live unit per layer
                        of each alpha's first seed (+ <sweep>/analyses/top_units/*.png)
 """
+from selectivity.atomic import write_table
 from selectivity.errors import SelectivityError
 from selectivity.measure import measure_model
 from selectivity.metrics.shuffles import ShuffleSettings
@@ -61,7 +62,7 @@ def ablation(context: AnalysisContext) -> list[dict]:
     for run in context.runs:
         model, data, device = run_model(run)
         curves = model_ablation_curves(model, data, data.mean, data.std, run.config.evaluation.layers, settings, device)
-        curves.to_csv(run.path / "ablation.csv", index=False)
+        write_table(run.path / "ablation.csv", curves)
         build = RunRows(run, context.table)
         rows += [build.row(row.layer, row.metric, row.value) for row in tidy_ablation_rows(curves).itertuples()]
     return rows
