@@ -14,7 +14,8 @@ import statistics
 
 import torch
 
-from measure_speed import CIFAR_MEAN, CIFAR_STD, NUM_CLASSES, describe, timed
+from machine import describe_machine
+from measure_speed import CIFAR_MEAN, CIFAR_STD, NUM_CLASSES, timed
 from selectivity.data import LabelledImages
 from selectivity.measure import measure_model
 from selectivity.metrics.shuffles import ShuffleSettings
@@ -35,7 +36,10 @@ def main() -> None:
     parser.add_argument("--shuffles", type=int, default=10)
     parser.add_argument("--bins", type=int, default=ShuffleSettings.bins)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=generator)  # [N, 3, 32, 32]
@@ -53,7 +57,7 @@ def main() -> None:
         null_seconds.append(timed(measurement, device, model, split, args.batch_size, device, settings))
     plain, nulls = statistics.median(plain_seconds), statistics.median(null_seconds)
     print(json.dumps({
-        "benchmark": "null_speed", "device": describe(device), "model": "resnet20", "images": args.images,
+        "benchmark": "null_speed", **describe_machine(device), "model": "resnet20", "images": args.images,
         "batch_size": args.batch_size, "shuffles": args.shuffles, "bins": args.bins, "repeats": args.repeats,
         "measure_seconds": round(plain, 4), "measure_with_nulls_seconds": round(nulls, 4),
         "ratio": round(nulls / plain, 4), "target_ratio": 2.0, "meets_target": nulls / plain < 2.0,

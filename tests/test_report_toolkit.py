@@ -23,6 +23,8 @@ def toolkit_rows(table: pd.DataFrame) -> pd.DataFrame:
         add("layer2", 1, "ablation_si_high_area", 0.5)
         add("layer2", 1, "ablation_random_area", 0.7)
         add("layer2", 1, "si_above_chance", 0.3)
+        for unit, fraction in ((0, 1.0), (5, 0.25)):
+            rows.append(_row(run_id, alpha, label, seed, "layer2", 1, unit, "topk_preferred_fraction", fraction))
     return pd.DataFrame(rows)
 
 
@@ -47,7 +49,7 @@ def test_toolkit_figures_are_drawn_with_their_rows_and_absent_without(tmp_path):
     write_report(pd.concat([base, toolkit_rows(base)], ignore_index=True), tmp_path / "with")
     page = (tmp_path / "with" / "report.md").read_text()
     for stem, heading in [("figU1_units_above_chance", "U1."), ("figU2_ablation_curves", "U2."),
-                          ("figU3_si_over_training", "U3.")]:
+                          ("figU3_si_over_training", "U3."), ("figU4_top_unit_classes", "U4.")]:
         assert (tmp_path / "with" / f"{stem}.png").is_file() and heading in page
     write_report(base, tmp_path / "without")
     assert not list((tmp_path / "without").glob("figU*")) and "U1." not in (tmp_path / "without" / "report.md").read_text()

@@ -99,6 +99,9 @@ TOOLKIT_FIGURES = (  # drawn only when the sweep ran the analysis (docs/unit_too
      "order, mean over ablated layers and seeds; right: each order's area under the curve vs alpha."),
     ("U3. Selectivity over training", figures_toolkit.si_over_training,
      "Network mean SI and test accuracy at every evaluation (analysis training_dynamics), mean over seeds."),
+    ("U4. What the most and least selective units respond to", figures_toolkit.top_unit_classes,
+     "Share of each unit's top-k test inputs that belong to its preferred class (analysis top_units); the "
+     "image grids are in the sweep folder's analyses/top_units/."),
 )
 
 

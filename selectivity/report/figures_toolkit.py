@@ -3,6 +3,7 @@
     U1 units above chance vs depth   layer rows `<metric>_above_chance` (analysis unit_nulls)
     U2 ablation curves and areas     layer rows `ablation_<order>@<fraction>`, `ablation_<order>_area`
     U3 SI over training              network rows `epoch_mean_si`, `epoch_test_accuracy` (training_dynamics)
+    U4 top-k classes of extreme units unit rows `topk_preferred_fraction` (top_units)
 Every value is a mean over seeds (and, for U2, over ablated layers).
 """
 from pathlib import Path
@@ -114,3 +115,30 @@ def si_over_training(table: pd.DataFrame, subtitle: str, out_dir: Path) -> list[
         figure.suptitle(f"Selectivity and accuracy over training (mean over seeds)\n{subtitle}")
         figure.tight_layout()
         return save_figure(figure, out_dir, "figU3_si_over_training")
+
+
+def top_unit_classes(table: pd.DataFrame, subtitle: str, out_dir: Path) -> list[Path] | None:
+    """U4: per layer, the share of the top-k inputs of its most / least selective unit that are of the
+    unit's preferred class (analysis top_units; the unit with the larger SI of the pair is 'most')."""
+    rows = table[(table["metric"] == "topk_preferred_fraction") & (table["unit"] >= 0)]
+    if rows.empty:
+        return None
+    si = table[(table["metric"] == "si") & (table["unit"] >= 0)][["run_id", "layer", "unit", "value"]]
+    rows = rows.merge(si.rename(columns={"value": "si"}), on=["run_id", "layer", "unit"], how="left")
+    rows["kind"] = rows.groupby(["run_id", "layer"])["si"].rank(method="first", ascending=False).map(
+        {1.0: "most selective", 2.0: "least selective"})
+    colours = alpha_colours(alpha for _, alpha in _conditions(rows))
+    with plt.rc_context(RC):
+        figure, axes = plt.subplots(1, 2, figsize=(9.5, 3.4), sharey=True)
+        for ax, kind in zip(axes, ("most selective", "least selective")):
+            for label, alpha in _conditions(rows):
+                line = rows[(rows["kind"] == kind) & (rows["alpha_label"] == label)].sort_values("layer_index")
+                ax.plot(line["layer_index"], line["value"], marker="o", markersize=3, color=colours[alpha],
+                        label=f"alpha={label}")
+            ax.set_title(f"each layer's {kind} live unit", fontsize=9)
+            ax.set_xlabel("layer index (depth order)")
+        axes[0].set_ylabel("top-k inputs in its preferred class")
+        _legend(figure, axes[0])
+        figure.suptitle(f"What the extreme units respond to (first seed per alpha)\n{subtitle}")
+        figure.tight_layout()
+        return save_figure(figure, out_dir, "figU4_top_unit_classes")
