@@ -83,7 +83,7 @@ def measure_model(
                 labels = split.labels[start : start + batch_size].to(device, non_blocking=True)
                 logits = model(normalize_images(images, mean, std, channels_last)).float()  # [B, K]
                 accumulator.update(capture.activations, labels)
-                if shuffled is not None:  # labels are valid: the accumulator checked them on the first batch
+                if shuffled is not None:  # label_shuffles checked every label up front
                     shuffled.update(capture.activations, labelings[:, start : start + batch_size])
                 hits = logits.argmax(1) == labels  # [B]
                 correct += hits.sum()
