@@ -145,3 +145,14 @@ def test_bad_settings_and_labels_are_refused_in_one_line():
         ShuffleSettings(bins=2)
     with pytest.raises(SelectivityError, match="expected class indices 0..2"):
         label_shuffles(torch.tensor([0, 1, 3]), 3, 2, 0)
+
+
+def test_responses_above_the_first_batch_top_are_counted_and_put_in_the_last_bin():
+    labels = np.tile([0, 1], 20)  # [40]
+    responses = np.where(labels == 1, 0.5, 0.0)
+    responses[:10] = np.where(labels[:10] == 1, 1.0, 0.0)  # first batch: top = 1.0
+    responses[[21, 23, 25]] = 4.0  # later class-1 inputs above top
+    table, _ = accumulate({"x": responses[:, None]}, labels, shuffles=0, bins=5, batch=10)
+    assert table.loc[0, "histogram_overflow"] == pytest.approx(3 / 40)
+    binned = numpy_bins(np.minimum(responses, 1.0), 1.0, 5)  # the overflow shares the top value's bin
+    assert table.loc[0, "mutual_information"] == pytest.approx(mutual_info_score(labels, binned) / np.log(2))
