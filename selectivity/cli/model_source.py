@@ -1,9 +1,11 @@
 """Which model and data a unit command (ablate, topk) works on: the same sources `measure` accepts."""
 import argparse
+import sys
 
 from selectivity import model_loading
 from selectivity.cli.measure_command import load_model_and_data, resolve_device_checked
-from selectivity.data import DatasetSplits, list_datasets
+from selectivity.data import list_datasets
+from selectivity.data.normalization import PRESETS, resolve_normalization
 from selectivity.errors import SelectivityError
 
 
@@ -13,12 +15,15 @@ def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--run", dest="run_dir", metavar="DIR", help="a run folder (config.json + checkpoint.pt)")
     source.add_argument("--model", metavar="NAME", help="a model of selectivity.models (e.g. resnet20)")
     source.add_argument("--torchvision", metavar="NAME", help="a torchvision model name (needs --weights)")
-    parser.add_argument("--weights", metavar="FILE", help="state_dict file (or a dict with key 'model')")
+    parser.add_argument("--weights", metavar="FILE", help="state_dict file, also from other code bases (as for measure)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load --weights with weights_only=False if it holds other objects (runs code from the file)")
     parser.add_argument("--dataset", metavar="NAME", help=f"one of {', '.join(list_datasets())} (default: the run's)")
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
     parser.add_argument("--download", action="store_true", help="fetch the dataset if it is missing")
-    parser.add_argument("--normalize", choices=("dataset", "imagenet"),
-                        help="input statistics (default: dataset for our models, imagenet for torchvision)")
+    parser.add_argument("--normalize", metavar="PRESET|MEAN,STD",
+                        help=f"input statistics: dataset, {', '.join(PRESETS)} or numbers m1,m2,m3,s1,s2,s3 "
+                             "(default: dataset for our models, imagenet for torchvision)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 
@@ -30,13 +35,9 @@ def load_source(args: argparse.Namespace):
         raise SelectivityError(f"--dataset is required with --model/--torchvision; expected one of {', '.join(list_datasets())}")
     device = resolve_device_checked(args.device)
     loaded, data = load_model_and_data(args)
+    for note in loaded.notes:  # how a foreign checkpoint was read and renamed, before any number
+        print(f"weights: {note}", file=sys.stdout)
+    mean, std = resolve_normalization(args.normalize or loaded.normalization, data)
     loaded.model.to(device)
     model_loading.check_output_classes(loaded.model, data, loaded.label, device)
-    mean, std = normalization(args, loaded, data)
     return loaded, data, mean, std, device
-
-
-def normalization(args: argparse.Namespace, loaded: model_loading.LoadedModel, data: DatasetSplits) -> tuple:
-    if (args.normalize or loaded.normalization) == "imagenet":
-        return model_loading.IMAGENET_MEAN, model_loading.IMAGENET_STD
-    return data.mean, data.std

@@ -5,6 +5,7 @@ subset of *training* inputs (SI, d', AUC, MI, lifetime sparseness and mean activ
 `measure_model`, no shuffles); accuracy is measured on a fixed random subset of test inputs.
 No test input chooses the order.
 """
+import warnings
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -105,10 +106,15 @@ def model_ablation_curves(model: nn.Module, data: DatasetSplits, mean, std, laye
     test = random_subset(data.test, settings.subset, settings.seed + 1)
     ranking = measure_model(model, train, data.num_classes, mean, std, layers=list(settings.layers) or layers,
                             batch_size=settings.batch_size, device=device, shuffles=ShuffleSettings(0)).units
-    curves = []
+    curves, modules = [], dict(model.named_modules())
     for layer, units in ranking.groupby("layer", sort=False):
+        if layer.partition("#")[0] not in modules:  # a functional ReLU call: no module output to clamp
+            warnings.warn(f"layer {layer} is a functional call, not a module; it is not ablated")
+            continue
         values = torch.zeros(len(units), dtype=torch.float64) if settings.clamp == "zero" else \
             torch.tensor(units["mean_activation"].to_numpy())
         curves.append(ablation_curves(model, test, data.num_classes, mean, std, layer, values,
                                       layer_orders(units, settings), settings.fractions, settings.batch_size, device))
+    if not curves:
+        raise SelectivityError("no module layer to ablate; expected layers that are nn.Module outputs (e.g. nn.ReLU)")
     return pd.concat(curves, ignore_index=True)
