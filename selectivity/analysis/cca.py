@@ -1,8 +1,11 @@
-"""Canonical correlation analysis of layer activations: plain CCA, SVCCA and PWCCA.
+"""Canonical correlation analysis of layer activations: plain CCA, SVCCA and PWCCA (two variants).
 
-Used for the paper's off-axis control (docs/definitions.md#off-axis-control): is selectivity removed by the
-regularizer, or only rotated away from the unit axes? Inputs are activation matrices
-[N, U] (rows = stimuli, columns = units), numpy or torch; everything runs on numpy float64.
+Used for the off-axis control (docs/definitions.md#off-axis-control, docs/cca.md): is
+selectivity removed by the regularizer, or only rotated away from the unit axes? Inputs
+are activation matrices [N, U] (rows = stimuli, columns = units), numpy or torch;
+everything runs on numpy float64. PWCCA comes as Morcos et al. (2018) write it (variant
+"equation") and as google/svcca's public code computes it (variant "svcca"); on the
+reference cases of tests/test_cca.py they differ by 0.03 to 0.13.
 
 Method (the numerically sound one, no covariance inverses): centre each side, take an
 orthonormal basis Q of its column space by SVD, and read the canonical correlations off
