@@ -151,8 +151,8 @@ def cca_ratio_vs_alpha(summary: pd.DataFrame, methods: dict[str, str], subtitle:
     with plt.rc_context(RC):
         columns = min(len(present), 2)  # four panels as 2 x 2, readable on a page
         rows = -(-len(present) // columns)
-        figure, axes = plt.subplots(rows, columns, figsize=(5 * columns + 3, 3.6 * rows + 0.8), sharey=True,
-                                    squeeze=False)
+        # own y range per panel: one method's wide CIs (CKA's, often) would flatten the others
+        figure, axes = plt.subplots(rows, columns, figsize=(5 * columns + 3, 3.6 * rows + 0.8), squeeze=False)
         for ax, method in zip(axes.flat, present):
             _plot_ratio_panel(ax, summary[summary["method"] == method], colours)
             ax.set_title(methods[method])
