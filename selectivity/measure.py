@@ -1,8 +1,11 @@
 """Streamed test-time measurement: accuracy, loss and per-unit SI of a model on a labelled split.
 
-Wires data -> model -> capture -> metrics; used by the trainer's evaluations and by
-`selectivity measure`. Activations are reduced to class sums batch by batch, never kept.
+Wires data -> model -> capture -> metrics. `evaluation_batches` is the one evaluation pass:
+the trainer's evaluations and `selectivity measure` (via `measure_model`, which reduces
+activations to class sums batch by batch, never keeping them) and the post-sweep analyses
+(via `unit_activations`, which keeps the first N images' activations) all iterate it.
 """
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -13,6 +16,7 @@ from tqdm.auto import tqdm
 from selectivity.capture import UnitCapture
 from selectivity.data.base import LabelledImages
 from selectivity.data.batches import normalize_images
+from selectivity.errors import SelectivityError
 from selectivity.metrics import SelectivityAccumulator, layer_summary, network_mean_si, unit_table
 from selectivity.metrics.null_table import chance_layer_summary, shuffled_unit_table
 from selectivity.metrics.shuffles import ShuffledAccumulator, ShuffleSettings, label_shuffles
@@ -30,6 +34,50 @@ class Measurement:
     @property
     def dead_fraction(self) -> float:
         return float(self.units["dead"].mean())
+
+
+@torch.no_grad()  # on a generator torch applies it around each step, not across yields
+def evaluation_batches(
+    model: nn.Module,
+    split: LabelledImages,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    layers: str | list[str] | tuple[str, ...] = "relu",
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
+    progress: bool = False,
+    description: str = "measure",
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
+    """The one evaluation pass: `split` streamed through `model` in eval mode, no gradients.
+
+    Every test-time consumer (the trainer's evaluations, `selectivity measure`, the
+    post-sweep analyses) iterates this, so none can drift to the train split, train-mode
+    BatchNorm or augmentation. The model's mode is restored when the iteration ends.
+
+    Args:
+        model: maps normalised [B, C, H, W] to [B, K] logits.
+        split: uint8 images and labels (on the CPU or already on `device`), in order.
+        mean, std: normalisation statistics of the training data.
+        layers: unit layers ("relu", "blocks", or module names).
+        batch_size: inputs per forward pass.
+        device: where the model runs.
+        progress: show a progress bar.
+    Yields:
+        ({layer: [B, U] unit activations}, logits [B, K] float32, labels [B]) per batch.
+    """
+    was_training = model.training
+    model.eval()
+    starts = range(0, len(split), batch_size)
+    try:
+        with UnitCapture(model, layers) as capture:
+            for start in tqdm(starts, desc=description, disable=not progress, unit="batch", leave=False):
+                images = split.images[start : start + batch_size].to(device, non_blocking=True)
+                labels = split.labels[start : start + batch_size].to(device, non_blocking=True)
+                logits = model(normalize_images(images, mean, std, channels_last)).float()  # [B, K]
+                yield capture.activations, logits, labels
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -66,35 +114,29 @@ def measure_model(
     Returns:
         A Measurement with the per-unit and per-layer tables and the summaries.
     """
-    was_training = model.training
-    model.eval()
     accumulator = SelectivityAccumulator(num_classes)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     correct_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
     inputs_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    starts = range(0, len(split), batch_size)
     shuffled = ShuffledAccumulator(num_classes, shuffles.bins) if shuffles else None
     labelings = label_shuffles(split.labels, num_classes, shuffles.shuffles, shuffles.seed).to(device) if shuffles else None
-    try:
-        with UnitCapture(model, layers) as capture:
-            for start in tqdm(starts, desc=description, disable=not progress, unit="batch", leave=False):
-                images = split.images[start : start + batch_size].to(device, non_blocking=True)
-                labels = split.labels[start : start + batch_size].to(device, non_blocking=True)
-                logits = model(normalize_images(images, mean, std, channels_last)).float()  # [B, K]
-                accumulator.update(capture.activations, labels)
-                if shuffled is not None:  # label_shuffles checked every label up front
-                    shuffled.update(capture.activations, labelings[:, start : start + batch_size])
-                hits = logits.argmax(1) == labels  # [B]
-                correct += hits.sum()
-                # index_add_ on clamped labels: no host sync; bad labels weigh 0 (the accumulator reports them)
-                valid = (labels >= 0) & (labels < num_classes)
-                index = labels.clamp(0, num_classes - 1)
-                correct_per_class.index_add_(0, index, (hits & valid).long())
-                inputs_per_class.index_add_(0, index, valid.long())
-                loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
-    finally:
-        model.train(was_training)
+    start = 0  # evaluation_batches streams `split` in order
+    batches = evaluation_batches(model, split, mean, std, layers, batch_size, device, channels_last, progress,
+                                 description)
+    for activations, logits, labels in batches:
+        accumulator.update(activations, labels)
+        if shuffled is not None:  # label_shuffles checked every label up front
+            shuffled.update(activations, labelings[:, start : start + len(labels)])
+        start += len(labels)
+        hits = logits.argmax(1) == labels  # [B]
+        correct += hits.sum()
+        # index_add_ on clamped labels: no host sync; bad labels weigh 0 (the accumulator reports them)
+        valid = (labels >= 0) & (labels < num_classes)
+        index = labels.clamp(0, num_classes - 1)
+        correct_per_class.index_add_(0, index, (hits & valid).long())
+        inputs_per_class.index_add_(0, index, valid.long())
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
     units = unit_table(accumulator.result())
     layers = layer_summary(units)
     if shuffled is not None:
@@ -108,3 +150,31 @@ def measure_model(
         mean_si=network_mean_si(units),
         class_recall=tuple((correct_per_class.double() / inputs_per_class.double()).tolist()),  # 0/0 = NaN
     )
+
+
+def unit_activations(
+    model: nn.Module,
+    split: LabelledImages,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    num_images: int,
+    layers: str | list[str] | tuple[str, ...] = "relu",
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+) -> dict[str, torch.Tensor]:
+    """Unit activations of the first `num_images` images of `split`, kept (for CCA-like analyses).
+
+    Args:
+        model, split, mean, std, layers, batch_size, device: as for `evaluation_batches`.
+        num_images: how many images, from the start of `split` (at most len(split)).
+    Returns:
+        {layer: [num_images, U] CPU tensor in the model's activation dtype}, in capture order.
+    """
+    if not 0 < num_images <= len(split):
+        raise SelectivityError(f"num_images must be in [1, {len(split)}] (the split's size); got {num_images}")
+    first = LabelledImages(split.images[:num_images], split.labels[:num_images])
+    collected: dict[str, list[torch.Tensor]] = {}
+    for activations, _, _ in evaluation_batches(model, first, mean, std, layers, batch_size, device):
+        for name, units in activations.items():
+            collected.setdefault(name, []).append(units.cpu())
+    return {name: torch.cat(parts) for name, parts in collected.items()}

@@ -1,4 +1,5 @@
-"""CCA, SVCCA and PWCCA: invariances, planted structure, and an independent textbook check."""
+"""CCA, SVCCA, PWCCA (both variants) and linear CKA: invariances, planted structure, independent checks,
+and figures produced by the public google/svcca code."""
 
 import warnings
 
@@ -6,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from selectivity.analysis.cka import linear_cka
 from selectivity.analysis.cca import (
     canonical_correlations,
     cca_distance,
     pwcca_similarity,
     pwcca_weights,
     subsample_units,
+    svcca_code_pwcca_weights,
     svcca_similarity,
 )
 from selectivity.errors import SelectivityError
@@ -200,6 +203,8 @@ def test_bad_inputs_raise_one_line_errors():
         canonical_correlations(x[:, 0], x)
     with pytest.raises(SelectivityError, match="unknown CCA method"):
         cca_distance(x, x, method="cka")
+    with pytest.raises(SelectivityError, match="unknown PWCCA variant"):
+        pwcca_similarity(x, x, variant="paper")
     with pytest.raises(SelectivityError, match="keep_variance"):
         svcca_similarity(x, x, keep_variance=0.0)
     with pytest.raises(SelectivityError, match="NaN"):
@@ -229,3 +234,94 @@ def test_subsample_units_is_seeded_ordered_and_type_preserving():
     np.testing.assert_array_equal(subsample_units(torch.from_numpy(x), 5, seed=3).numpy(), kept)
     with pytest.raises(SelectivityError, match="max_units"):
         subsample_units(x, 0)
+
+
+def test_float32_inputs_keep_the_float32_rank_tolerance():
+    """A direction at 1e-6 of the largest singular value is rounding noise in float32 (tolerance
+    max(N, U) * 1.2e-7 = 4.8e-5) but a real direction in float64 (tolerance ~9e-14)."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((400, 4))
+    x = np.hstack([x, x[:, :1] + 2 * x[:, 1:2] + 1e-6 * rng.standard_normal((400, 1))])
+    y = rng.standard_normal((400, 6))
+    assert canonical_correlations(x, y).shape == (5,)
+    assert canonical_correlations(x.astype(np.float32), y).shape == (4,)
+    assert canonical_correlations(torch.from_numpy(x.astype(np.float32)), y).shape == (4,)
+
+
+def relu_pair(seed, samples, x_units, y_units, shared, x_dead=0, y_dead=0):
+    """Two ReLU layers sharing `shared` latent dims, with dead (all-zero) columns appended."""
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((samples, shared))
+    sides = []
+    for units, dead in ((x_units, x_dead), (y_units, y_dead)):
+        sources = np.hstack([latent, rng.standard_normal((samples, units - shared))])
+        live = np.maximum(sources @ rng.standard_normal((units, units)) + 0.5, 0.0)
+        sides.append(np.hstack([live, np.zeros((samples, dead))]))
+    return sides[0], sides[1]
+
+
+# compute_pwcca(x.T, y.T, epsilon=1e-10)[0] from pwcca.py (with cca_core.py) of
+# github.com/google/svcca at commit 1f3fbf19bd31bd9b76e728ef75842aa1d9a4cd2b, run outside
+# this project (numpy 2.4.6, python 3) on relu_pair(**case). The last two take its branch
+# for a y with fewer live units, with the indexing bug fixed there (acts2[y_idxs] for
+# acts1[y_idxs]); unfixed, the third raises IndexError and the fourth returns 0.3957113417183101.
+SVCCA_CODE_REFERENCE = [
+    (dict(seed=0, samples=500, x_units=6, y_units=8, shared=4), 0.3936336816092832),
+    (dict(seed=1, samples=400, x_units=5, y_units=5, shared=3, x_dead=3), 0.504792995305269),
+    (dict(seed=2, samples=600, x_units=8, y_units=4, shared=3), 0.5246259622948284),
+    (dict(seed=3, samples=500, x_units=6, y_units=4, shared=2, y_dead=2), 0.4743093436048942),
+]
+
+
+@pytest.mark.parametrize("case, reference", SVCCA_CODE_REFERENCE)
+def test_svcca_variant_reproduces_the_public_compute_pwcca(case, reference):
+    x, y = relu_pair(**case)
+    assert pwcca_similarity(x, y, variant="svcca") == pytest.approx(reference, abs=1e-6)
+    # the paper's equation is a different number on the same input
+    assert abs(pwcca_similarity(x, y, variant="equation") - reference) > 0.02
+
+
+def test_svcca_variant_weighs_by_the_side_with_fewer_live_units():
+    x, y = relu_pair(seed=2, samples=600, x_units=8, y_units=4, shared=3)
+    correlations, weights = svcca_code_pwcca_weights(x, y)
+    assert correlations.shape == weights.shape == (4,) and weights.sum() == pytest.approx(1.0)
+    # y (4 live units < 8) sets the weights: dead columns added to y change nothing
+    _, weights_dead_y = svcca_code_pwcca_weights(x, np.hstack([y, np.ones((600, 3))]))
+    np.testing.assert_allclose(weights_dead_y, weights, atol=1e-12)
+
+
+def hsic_cka(x, y) -> float:
+    """Linear CKA from its definition: HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), K = X X^T."""
+    sample_count = x.shape[0]
+    centring = np.eye(sample_count) - np.ones((sample_count, sample_count)) / sample_count
+
+    def hsic(k, l):
+        return np.trace(k @ centring @ l @ centring)
+
+    k, l = x @ x.T, y @ y.T
+    return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+
+
+def test_linear_cka_matches_the_hsic_definition():
+    rng = np.random.default_rng(15)
+    for x, y in [graded_pair(rng, sample_count=80), relu_pair(4, 90, 7, 3, 2, x_dead=2)]:
+        expected = hsic_cka(x, y)
+        assert 0.05 < expected < 0.95
+        assert linear_cka(x, y) == pytest.approx(expected, abs=1e-10)
+        assert linear_cka(y, x) == pytest.approx(expected, abs=1e-10)
+
+
+def test_linear_cka_invariances_by_hand():
+    rng = np.random.default_rng(16)
+    x, y = graded_pair(rng, sample_count=300)
+    assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+    assert linear_cka(x, 5.0 * x @ random_orthogonal(5, rng) + 3.0) == pytest.approx(1.0, abs=1e-12)
+    cka = linear_cka(x, y)
+    assert linear_cka(0.1 * x @ random_orthogonal(5, rng), 4.0 * y @ random_orthogonal(4, rng)) == pytest.approx(
+        cka, abs=1e-12)
+    # unlike CCA, stretching one direction changes it
+    assert abs(linear_cka(x * np.array([10.0, 1, 1, 1, 1]), y) - cka) > 0.05
+    with pytest.raises(SelectivityError, match="no non-constant units"):
+        linear_cka(np.ones((300, 2)), y)
+    with pytest.raises(SelectivityError, match="same stimuli"):
+        linear_cka(x, y[:10])

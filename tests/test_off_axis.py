@@ -1,31 +1,48 @@
-"""The off-axis control on a real (smoke-size) digits sweep: two alpha=0 seeds and regularized runs."""
+"""The off-axis control on a real (smoke-size) digits sweep, checked against a plain forward pass
+and distances computed in the test; the ratio's interval against its formula."""
+import itertools
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from scipy import stats
 
+from selectivity.analysis.cca import pwcca_similarity, subsample_units
 from selectivity.config import ExperimentConfig, RegularizerSettings, TrainSettings
+from selectivity.data.base import LabelledImages
+from selectivity.measure import unit_activations
+from selectivity.model_loading import load_run_model
+from selectivity.models import create_model
 from selectivity.store import run_path
 from selectivity.sweep.analyses import AnalysisContext
 from selectivity.sweep.layout import SweepFolder, SweepRun
-from selectivity.sweep.off_axis import off_axis_control
+from selectivity.sweep.off_axis import layer_activations, off_axis_control, ratio_of_means_interval
 from selectivity.sweep.results import run_rows
 from selectivity.train import train_run
+from selectivity.train.setup import load_data
+
+LAYERS = ["relu1", "relu2", "relu3", "relu4"]
+METHODS = ["svcca", "pwcca", "pwcca_svcca", "cka"]
+TEST_IMAGES = 450  # the whole digits test set; 45 units per layer at most
 
 
-def make_run(store, alpha, seed, label=None) -> SweepRun:
-    config = ExperimentConfig(train=TrainSettings(epochs=2), regularizer=RegularizerSettings(alpha=alpha),
-                              seed=seed, device="cpu")
-    run = SweepRun(config, label or format(alpha, "g"), run_path(store, config))
-    train_run(config, run.path, progress=False)
-    return run
+def settings(alpha, seed) -> ExperimentConfig:
+    return ExperimentConfig(train=TrainSettings(epochs=1), regularizer=RegularizerSettings(alpha=alpha),
+                            seed=seed, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """alpha = 0 at seeds 0, 1, 2 and alpha = -10 at seed 0 (one epoch each)."""
     store = tmp_path_factory.mktemp("sweep") / "runs"
-    return [make_run(store, 0.0, 0), make_run(store, 0.0, 1), make_run(store, -10.0, 0)]
+    made = []
+    for alpha, seed in [(0.0, 0), (0.0, 1), (0.0, 2), (-10.0, 0)]:
+        config = settings(alpha, seed)
+        made.append(SweepRun(config, format(alpha, "g"), run_path(store, config)))
+        train_run(config, made[-1].path, progress=False)
+    return made
 
 
 def context(runs, folder):
@@ -34,43 +51,125 @@ def context(runs, folder):
     return AnalysisContext(folder=SweepFolder(folder), runs=runs, table=table)
 
 
-def test_ratio_rows_for_each_layer_of_each_regularized_run(runs, tmp_path):
+def plain_eval_activations(model, images, mean, std) -> dict[str, np.ndarray]:
+    """Post-ReLU spatial means of `images` by one plain eval-mode forward pass with hooks."""
+    model.eval()
+    captured = {}
+    handles = [getattr(model, name).register_forward_hook(
+        lambda module, inputs, output, name=name: captured.__setitem__(name, output.mean(dim=(2, 3))
+                                                                      if output.dim() == 4 else output))
+        for name in LAYERS]
+    scaled = (images.float() / 255 - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        model(scaled)
+    for handle in handles:
+        handle.remove()
+    return {name: units.numpy() for name, units in captured.items()}
+
+
+def test_activations_are_the_test_split_in_eval_mode(runs):
+    run = runs[3]
+    data = load_data(run.config)
+    model = load_run_model(run.path, run.config, data).model
+    expected = plain_eval_activations(model, data.test.images[:TEST_IMAGES], data.mean, data.std)
+    model.train()  # the evaluation path must switch to eval mode itself
+    got = layer_activations(run, data, TEST_IMAGES)
+    assert list(got) == LAYERS
+    for name in LAYERS:
+        assert got[name].dtype == np.float32  # float32 keeps float32's rank tolerance in CCA
+        np.testing.assert_allclose(got[name], expected[name], atol=1e-5)
+    assert (run.path / f"off_axis_activations_test_first{TEST_IMAGES}_eval.npz").exists()
+
+
+def test_unit_activations_take_the_first_images_in_eval_mode_and_restore_the_mode():
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10)
+    for module in model.modules():  # running statistics unlike any batch's: train mode would differ
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    images = torch.randint(0, 256, (30, 1, 8, 8), dtype=torch.uint8)
+    split = LabelledImages(images, torch.arange(30) % 10)
+    expected = plain_eval_activations(model, images[:25], (0.3,), (0.2,))
+    model.train()
+    got = unit_activations(model, split, (0.3,), (0.2,), num_images=25, batch_size=7)
+    assert model.training
+    for name in LAYERS:
+        np.testing.assert_allclose(got[name].numpy(), expected[name], atol=1e-5)
+
+
+def hsic_cka_distance(x, y) -> float:
+    """1 - linear CKA, written from the HSIC definition."""
+    n = x.shape[0]
+    centring = np.eye(n) - np.ones((n, n)) / n
+    k, l = x.astype(float) @ x.T.astype(float), y.astype(float) @ y.T.astype(float)
+    hsic = lambda a, b: np.trace(a @ centring @ b @ centring)  # noqa: E731
+    return 1 - hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+
+
+def expected_interval(numerator, denominator):
+    """Delta-method t-interval of log(mean ratio), Welch-Satterthwaite degrees of freedom."""
+    mean_n, mean_d = np.mean(numerator), np.mean(denominator)
+    a = np.var(numerator, ddof=1) / len(numerator) / mean_n**2
+    b = np.var(denominator, ddof=1) / len(denominator) / mean_d**2
+    dof = (a + b) ** 2 / (a**2 / (len(numerator) - 1) + b**2 / (len(denominator) - 1))
+    half_width = stats.t.ppf(0.975, dof) * np.sqrt(a + b)
+    ratio = mean_n / mean_d
+    return ratio, ratio * np.exp(-half_width), ratio * np.exp(half_width)
+
+
+def test_rows_pool_seeds_and_match_distances_computed_here(runs, tmp_path):
     rows = pd.DataFrame(off_axis_control(context(runs, tmp_path)))
-    ratios = rows[rows["metric"].isin(["pwcca_ratio", "svcca_ratio"])]
-    assert set(ratios["run_id"]) == {runs[2].run_id}
-    assert sorted(ratios["layer"].unique()) == ["relu1", "relu2", "relu3", "relu4"]
-    assert len(ratios) == 2 * 4 and np.isfinite(ratios["value"]).all() and (ratios["value"] > 0).all()
+    ratios = rows[rows["layer"] != "network"]
+    assert set(ratios["run_id"]) == {"off_axis/-10"} and set(ratios["seed"]) == {-1}
+    assert len(ratios) == len(LAYERS) * len(METHODS) * 5 and np.isfinite(ratios["value"]).all()
     assert ratios.groupby("layer")["layer_index"].first().to_dict() == {"relu1": 0, "relu2": 1, "relu3": 2, "relu4": 3}
-    note = rows[rows["metric"] == "pwcca_subsample"]
-    assert note["value"].tolist() == [450.0]  # the whole digits test set
-    assert (runs[2].path / "activations_test_450.npz").exists()  # cached for the next build
-
-
-def relabelled_copy(run: SweepRun, seed: int, folder) -> SweepRun:
-    """Seed 0's unregularized network filed as an alpha = 1 run of `seed`."""
-    config = ExperimentConfig(train=TrainSettings(epochs=2), regularizer=RegularizerSettings(alpha=1.0),
-                              seed=seed, device="cpu")
-    copy = SweepRun(config, "1", folder / "copy")
-    shutil.copytree(run.path, copy.path, ignore=shutil.ignore_patterns("activations_*"))
-    return copy
+    assert rows.loc[rows["layer"] == "network", "value"].tolist() == [TEST_IMAGES]
+    value = ratios.set_index(["layer", "metric"])["value"]
+    data = load_data(runs[0].config)
+    nets = [plain_eval_activations(load_run_model(run.path, run.config, data).model,
+                                   data.test.images[:TEST_IMAGES], data.mean, data.std) for run in runs]
+    base, regularized = nets[:3], nets[3]
+    for layer in LAYERS:
+        def units(net):
+            return subsample_units(net[layer], TEST_IMAGES // 10, seed=0)
+        # numerator: the seed-0 regularized net against the alpha = 0 nets of seeds 1 and 2 only
+        numerator = [hsic_cka_distance(units(regularized), units(b)) for b in base[1:]]
+        denominator = [hsic_cka_distance(units(a), units(b)) for a, b in itertools.combinations(base, 2)]
+        ratio, low, high = expected_interval(numerator, denominator)
+        assert value[layer, "cka_ratio"] == pytest.approx(ratio, rel=1e-4)
+        assert value[layer, "cka_ratio_ci_low"] == pytest.approx(low, rel=1e-4)
+        assert value[layer, "cka_ratio_ci_high"] == pytest.approx(high, rel=1e-4)
+        assert (value[layer, "cka_ratio_pairs"], value[layer, "cka_ratio_baseline_pairs"]) == (2, 3)
+        # PWCCA: regularized side first; a baseline pair counts both orders
+        pwcca = lambda a, b: 1 - pwcca_similarity(units(a), units(b))  # noqa: E731
+        numerator = [pwcca(regularized, b) for b in base[1:]]
+        denominator = [(pwcca(a, b) + pwcca(b, a)) / 2 for a, b in itertools.combinations(base, 2)]
+        assert value[layer, "pwcca_ratio"] == pytest.approx(np.mean(numerator) / np.mean(denominator), rel=1e-4)
 
 
 def test_a_copy_of_an_unregularized_net_is_closer_than_seed_to_seed(runs, tmp_path):
-    """A 'regularized' seed-2 run that is really seed 0's network: numerator mean(0, d01) < d01."""
-    copy = relabelled_copy(runs[0], 2, tmp_path)
-    rows = pd.DataFrame(off_axis_control(context(runs[:2] + [copy], tmp_path)))
-    pwcca = rows[(rows["metric"] == "pwcca_ratio") & (rows["run_id"] == copy.run_id)]
-    assert len(pwcca) == 4 and (pwcca["value"] < 0.75).all()
-
-
-def test_same_seed_baseline_is_left_out_of_the_numerator(runs, tmp_path):
-    """Seed 0's own network relabelled as a regularized seed-0 run is compared with seed 1 only: ratio ~1."""
-    copy = relabelled_copy(runs[0], 0, tmp_path)
-    rows = pd.DataFrame(off_axis_control(context(runs[:2] + [copy], tmp_path)))
-    pwcca = rows[(rows["metric"] == "pwcca_ratio") & (rows["run_id"] == copy.run_id)]
-    assert len(pwcca) == 4 and (pwcca["value"] > 0.8).all()
+    """Seed 0's alpha = 0 network filed as an alpha = 1 run of seed 3: one numerator pair has distance 0."""
+    config = settings(1.0, 3)
+    copy = SweepRun(config, "1", tmp_path / "copy")
+    shutil.copytree(runs[0].path, copy.path, ignore=shutil.ignore_patterns("off_axis_activations_*"))
+    rows = pd.DataFrame(off_axis_control(context(runs[:3] + [copy], tmp_path)))
+    ratios = rows[rows["metric"].isin([f"{method}_ratio" for method in METHODS])]
+    assert len(ratios) == len(LAYERS) * len(METHODS) and (ratios["value"] < 0.9).all()
 
 
 def test_needs_two_unregularized_seeds(runs, tmp_path):
     with pytest.warns(UserWarning, match="needs >= 2 alpha = 0 seeds"):
-        assert off_axis_control(context([runs[0], runs[2]], tmp_path)) == []
+        assert off_axis_control(context([runs[0], runs[3]], tmp_path)) == []
+
+
+def test_ratio_interval_by_hand():
+    ratio, low, high = ratio_of_means_interval([0.3, 0.5], [0.2, 0.2, 0.2])
+    # only the numerator varies: se(log R) = sd / (sqrt(2) * 0.4) = 0.25, 1 dof
+    assert ratio == pytest.approx(2.0)
+    assert (low, high) == pytest.approx((2.0 * np.exp(-12.7062047 * 0.25), 2.0 * np.exp(12.7062047 * 0.25)))
+    assert ratio_of_means_interval([0.3, 0.5, 0.4], [0.2, 0.3]) == pytest.approx(
+        expected_interval([0.3, 0.5, 0.4], [0.2, 0.3]))
+    ratio, low, high = ratio_of_means_interval([0.4], [0.2, 0.3])
+    assert ratio == pytest.approx(1.6) and np.isnan(low) and np.isnan(high)
+    assert ratio_of_means_interval([0.4, 0.4], [0.2, 0.2]) == (2.0, 2.0, 2.0)

@@ -1,8 +1,11 @@
-"""Canonical correlation analysis of layer activations: plain CCA, SVCCA and PWCCA.
+"""Canonical correlation analysis of layer activations: plain CCA, SVCCA and PWCCA (two variants).
 
-Used for the paper's off-axis control (docs/definitions.md#off-axis-control): is selectivity removed by the
-regularizer, or only rotated away from the unit axes? Inputs are activation matrices
-[N, U] (rows = stimuli, columns = units), numpy or torch; everything runs on numpy float64.
+Used for the off-axis control (docs/definitions.md#off-axis-control, docs/cca.md): is
+selectivity removed by the regularizer, or only rotated away from the unit axes? Inputs
+are activation matrices [N, U] (rows = stimuli, columns = units), numpy or torch;
+everything runs on numpy float64. PWCCA comes as Morcos et al. (2018) write it (variant
+"equation") and as google/svcca's public code computes it (variant "svcca"); on the
+reference cases of tests/test_cca.py they differ by 0.03 to 0.13.
 
 Method (the numerically sound one, no covariance inverses): centre each side, take an
 orthonormal basis Q of its column space by SVD, and read the canonical correlations off
@@ -83,8 +86,12 @@ def subsample_units(activations, max_units: int, seed: int = 0):
     return activations[:, kept]
 
 
-def _prepared_pair(x, y) -> tuple[np.ndarray, np.ndarray, float]:
-    """Validate, drop dead units, centre; return (x [N, Ux], y [N, Uy], input eps)."""
+def _prepared_pair(x, y) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+    """Validate, drop dead units, centre.
+
+    Returns:
+        (centred x [N, Ux], centred y [N, Uy], input eps, x's unit means [Ux], y's [Uy]).
+    """
     x, eps_x = as_samples_by_units(x, "x")
     y, eps_y = as_samples_by_units(y, "y")
     if x.shape[0] != y.shape[0]:
@@ -108,33 +115,37 @@ def _prepared_pair(x, y) -> tuple[np.ndarray, np.ndarray, float]:
             f"use N >= {SAMPLES_PER_UNIT_FOR_WARNING}*U for unbiased similarities",
             stacklevel=4,  # the caller of the public function (pwcca adds one level)
         )
-    x = x - x.mean(axis=0, keepdims=True)
-    y = y - y.mean(axis=0, keepdims=True)
-    return x, y, max(eps_x, eps_y)
+    x_means, y_means = x.mean(axis=0), y.mean(axis=0)  # [Ux], [Uy]
+    return x - x_means, y - y_means, max(eps_x, eps_y), x_means, y_means
 
 
-def _orthonormal_basis(centred: np.ndarray, relative_tolerance: float, keep_variance: float = 1.0):
-    """Orthonormal basis [N, r] of the column space, dropping near-zero singular directions.
+def _truncated_svd(centred: np.ndarray, relative_tolerance: float, keep_variance: float = 1.0):
+    """(left [N, r], right [U, r]) singular vectors, dropping near-zero singular directions.
 
-    keep_variance < 1 further keeps only the top directions explaining that variance share
-    (the SV step of SVCCA).
+    left is an orthonormal basis of the column space. keep_variance < 1 further keeps only
+    the top directions explaining that variance share (the SV step of SVCCA).
     """
-    left, singular_values, _ = np.linalg.svd(centred, full_matrices=False)  # [N, K], [K]
+    left, singular_values, right_t = np.linalg.svd(centred, full_matrices=False)  # [N, K], [K], [K, U]
     rank = int(np.sum(singular_values > relative_tolerance * singular_values[0]))
     if keep_variance < 1.0:
         variance_share = np.cumsum(singular_values**2) / np.sum(singular_values**2)  # [K]
         # small slack so that exactly-representable shares (e.g. 0.5 of 2 equal dims) count
         rank = min(rank, int(np.searchsorted(variance_share, keep_variance - 1e-12)) + 1)
-    return left[:, :rank]
+    return left[:, :rank], right_t[:rank].T
+
+
+def _default_tolerance(x: np.ndarray, y: np.ndarray, eps: float) -> float:
+    """numpy.linalg.matrix_rank's rule, max(N, U) * eps, with eps of the input dtype."""
+    return max(x.shape[0], x.shape[1], y.shape[1]) * eps
 
 
 def _canonical_analysis(x, y, relative_tolerance=None, keep_variance: float = 1.0):
     """Return (correlations [m] desc, x's canonical variates [N, m] unit-norm, centred x [N, Ux])."""
-    x, y, eps = _prepared_pair(x, y)
+    x, y, eps, _, _ = _prepared_pair(x, y)
     if relative_tolerance is None:
-        relative_tolerance = max(x.shape[0], x.shape[1], y.shape[1]) * eps
-    basis_x = _orthonormal_basis(x, relative_tolerance, keep_variance)  # [N, rx]
-    basis_y = _orthonormal_basis(y, relative_tolerance, keep_variance)  # [N, ry]
+        relative_tolerance = _default_tolerance(x, y, eps)
+    basis_x, _ = _truncated_svd(x, relative_tolerance, keep_variance)  # [N, rx]
+    basis_y, _ = _truncated_svd(y, relative_tolerance, keep_variance)  # [N, ry]
     left, correlations, _ = np.linalg.svd(basis_x.T @ basis_y, full_matrices=False)  # [rx, m], [m]
     x_canonical_variates = basis_x @ left  # [N, m], orthonormal columns
     return np.clip(correlations, 0.0, 1.0), x_canonical_variates, x
@@ -176,7 +187,7 @@ def svcca_similarity(x, y, keep_variance: float = 0.99) -> float:
 
 
 def pwcca_weights(x, y) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical correlations and their PWCCA weights (Morcos et al. 2018).
+    """Canonical correlations and their PWCCA weights, as Morcos et al. (2018) define them.
 
     The weight of canonical variate h_i (unit-norm, in x's space) is sum_j |<h_i, x_j>|
     over x's centred live units x_j: how much of x's units' activity that direction
@@ -191,15 +202,55 @@ def pwcca_weights(x, y) -> tuple[np.ndarray, np.ndarray]:
     return correlations, weights / weights.sum()
 
 
-def pwcca_similarity(x, y) -> float:
+def svcca_code_pwcca_weights(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """Correlations and weights of PWCCA as google/svcca's `compute_pwcca` forms them.
+
+    That code (see docs/cca.md) differs from the paper's equation in three ways, kept here
+    on purpose: the side with fewer live units sets the weights (x on a tie); its
+    directions are the centred units rotated by the left (right, for y) singular vectors
+    of the whitened cross-covariance Sxx^-1/2 Sxy Syy^-1/2, *without* the Sxx^-1/2 that
+    would make them canonical variates, with unit i's mean added to direction i, then
+    orthonormalised in order; and the weights are sum_j |<p_i, a_j>| over the side's
+    *uncentred* live units a_j. Because of the added means the result depends on the sign
+    numpy's SVD gives each singular vector; numpy's choice is what the reference used.
+
+    Returns:
+        (correlations [m] desc, weights [m] summing to 1), m = min(live units of x, of y).
+    """
+    x, y, eps, x_means, y_means = _prepared_pair(x, y)
+    tolerance = _default_tolerance(x, y, eps)
+    basis_x, right_x = _truncated_svd(x, tolerance)  # [N, rx], [Ux, rx]
+    basis_y, right_y = _truncated_svd(y, tolerance)  # [N, ry], [Uy, ry]
+    # Sxx^-1/2 Sxy Syy^-1/2 in the units' coordinates (pseudo-inverse on a rank-deficient side)
+    whitened_cross = right_x @ (basis_x.T @ basis_y) @ right_y.T  # [Ux, Uy]
+    left, correlations, right_t = np.linalg.svd(whitened_cross)  # [Ux, Ux], [m], [Uy, Uy]
+    if x.shape[1] <= y.shape[1]:
+        centred, means, rotation = x, x_means, left  # rotation columns: x's directions
+    else:
+        centred, means, rotation = y, y_means, right_t.T
+    directions = centred @ rotation + means  # [N, U]: direction i carries unit i's mean
+    orthonormal, _ = np.linalg.qr(directions)  # [N, U], Gram-Schmidt in order
+    weights = np.abs(orthonormal.T @ (centred + means)).sum(axis=1)  # [U] = [m]
+    return np.clip(correlations, 0.0, 1.0), weights / weights.sum()
+
+
+PWCCA_VARIANTS = {"equation": pwcca_weights, "svcca": svcca_code_pwcca_weights}
+
+
+def pwcca_similarity(x, y, variant: str = "equation") -> float:
     """Projection-weighted CCA similarity: sum_i weight_i * correlation_i.
 
     Args:
-        x: [N, U1] activations whose units set the weights. y: [N, U2] activations.
+        x: [N, U1] activations. y: [N, U2] activations on the same stimuli.
+        variant: "equation" (Morcos et al. 2018's formula: true canonical variates of x
+            set the weights) or "svcca" (what google/svcca's `compute_pwcca(x.T, y.T)`
+            computes, with its y-side indexing bug fixed; see `svcca_code_pwcca_weights`).
     Returns:
         Similarity in [0, 1].
     """
-    correlations, weights = pwcca_weights(x, y)
+    if variant not in PWCCA_VARIANTS:
+        raise SelectivityError(f"unknown PWCCA variant {variant!r}; expected one of {sorted(PWCCA_VARIANTS)}")
+    correlations, weights = PWCCA_VARIANTS[variant](x, y)
     return float(np.sum(weights * correlations))
 
 

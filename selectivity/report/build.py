@@ -12,11 +12,12 @@ from selectivity.errors import SelectivityError
 from selectivity.report import figures_alpha, figures_toolkit, figures_units
 from selectivity.report.comparison import DEFAULT_MARGIN_POINTS, check_margin
 from selectivity.report.headline import comparison_table, headline_table
+from selectivity.report.off_axis_tables import METHOD_LABELS, off_axis_by_layer, off_axis_rows, off_axis_summary
 from selectivity.report.page import (FigureEntry, PageContent, comparison_rows, headline_rows, render_html,
                                      render_markdown, summary_rows)
 from selectivity.report.style import seeds_phrase
-from selectivity.report.tables import (CCA_METRICS, condition_summary, layer_summary, load_results,
-                                       prepare_table, run_network_table, unit_selectivity)
+from selectivity.report.tables import (condition_summary, layer_summary, load_results, prepare_table,
+                                       run_network_table, unit_selectivity)
 
 CI_NOTE = "Error bars and ± are 95% confidence intervals of the mean across seeds (Student t, n-1 dof)."
 
@@ -76,18 +77,21 @@ def _network_figures(runs, conditions, subtitle, out_dir) -> list[FigureEntry]:
 
 
 def _cca_figure(table, notes, subtitle, out_dir) -> tuple[FigureEntry, pd.DataFrame]:
-    heading = "5. Off-axis control: CCA distance ratio vs alpha"
-    metric = next((m for m in CCA_METRICS if (table["metric"] == m).any()), None)
-    if metric is None:
-        return FigureEntry(heading, "", skipped="the table has no pwcca_ratio or svcca_ratio rows "
+    heading = "5. Off-axis control: representation distance ratio vs alpha"
+    summary = off_axis_summary(table)
+    if summary.empty:
+        return FigureEntry(heading, "", skipped="the table has no pwcca_ratio or other off-axis ratio rows "
                            "(the CCA analysis was not run for this sweep)."), pd.DataFrame()
-    cca = layer_summary(table, (metric,))
-    paths = figures_alpha.cca_ratio_vs_alpha(cca, metric, subtitle, _cca_note(table, notes), out_dir)
-    caption = (f"Per layer, {metric.split('_')[0].upper()} distance between a regularized network and an "
-               "alpha=0 network, divided by the distance between two alpha=0 seeds. A ratio near 1 means "
-               "the regularized representation is no more different than a retrained baseline, i.e. "
-               "selectivity was rotated off the unit axes rather than removed. " + CI_NOTE)
-    return FigureEntry(heading, caption, *paths), cca
+    paths = figures_alpha.cca_ratio_vs_alpha(summary, METHOD_LABELS, subtitle, _cca_note(table, notes), out_dir)
+    by_layer = off_axis_by_layer(summary)
+    caption = ("Per layer and similarity method (SVCCA, PWCCA by the paper's equation and as google/svcca's code "
+               "computes it, linear CKA): mean distance (1 - similarity) between a regularized network and an "
+               "alpha=0 network of another seed, divided by the mean distance between alpha=0 networks of "
+               "different seeds, pooled over seeds, with a 95% CI (delta method on the log ratio, Welch t; "
+               "docs/cca.md). Near 1: the layer differs no more than a retrained baseline does, i.e. selectivity "
+               "was rotated off the unit axes rather than removed. The table states 'not merely rotated' for a "
+               "layer only where every method's CI lies above 1, and says where the methods disagree.")
+    return FigureEntry(heading, caption, *paths, table=off_axis_rows(by_layer)), by_layer
 
 
 TOOLKIT_FIGURES = (  # drawn only when the sweep ran the analysis (docs/unit_toolkit.md)

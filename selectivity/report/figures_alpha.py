@@ -1,4 +1,4 @@
-"""Figures against alpha: SI and accuracy (figure 2), dead units (4), off-axis CCA control (5).
+"""Figures against alpha: SI and accuracy (figure 2), dead units (4), off-axis control (5).
 
 Each condition is a mean over seeds with a 95% t-CI error bar (none with one seed); faint
 dots are the individual seeds. Constant alphas are joined by a grey line; schedules are
@@ -118,37 +118,52 @@ def dead_fraction_vs_alpha(runs: pd.DataFrame, conditions: pd.DataFrame, subtitl
         return save_figure(figure, out_dir, "fig4_dead_fraction_vs_alpha")
 
 
-def cca_ratio_vs_alpha(cca: pd.DataFrame, metric: str, subtitle: str, note: str | None,
+def _plot_ratio_panel(ax, rows: pd.DataFrame, colours: dict) -> None:
+    """One method: ratio vs alpha, one line per layer, 95% CI bars (asymmetric), dashed 1."""
+    for (layer_index, layer), layer_rows in rows.groupby(["layer_index", "layer"], sort=True):
+        layer_rows = layer_rows.sort_values("alpha")
+        # no ratio exists at alpha = 0: draw each sign on its own so no line crosses the gap
+        for sign_rows in (layer_rows[layer_rows["alpha"] < 0], layer_rows[layer_rows["alpha"] > 0]):
+            ax.plot(sign_rows["alpha"], sign_rows["ratio"], marker="o", markersize=3, color=colours[layer_index])
+        ax.plot([], [], marker="o", markersize=3, color=colours[layer_index], label=f"{layer_index}: {layer}")
+        with_ci = layer_rows.dropna(subset=["ci_low", "ci_high"])
+        ax.errorbar(with_ci["alpha"], with_ci["ratio"], linestyle="none", color=colours[layer_index],
+                    yerr=[with_ci["ratio"] - with_ci["ci_low"], with_ci["ci_high"] - with_ci["ratio"]],
+                    capsize=2, linewidth=0.8)
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="1 = as different as two alpha=0 seeds")
+    use_alpha_axis(ax)
+
+
+def cca_ratio_vs_alpha(summary: pd.DataFrame, methods: dict[str, str], subtitle: str, note: str | None,
                        out_dir: Path) -> list[Path]:
-    """Figure 5: off-axis control, per-layer CCA distance ratio vs alpha (one line per layer).
+    """Figure 5: off-axis control, one panel per similarity method side by side.
+
+    Each panel: per layer, distance ratio (regularized vs alpha=0) / (alpha=0 vs alpha=0)
+    against alpha, with its 95% CI.
 
     Args:
-        cca: `tables.layer_summary(table, (metric,))` output.
-        metric: "pwcca_ratio" or "svcca_ratio".
+        summary: `off_axis_tables.off_axis_summary` output (one row per condition, layer, method).
+        methods: method -> panel title, in panel order; methods without rows are left out.
         note: e.g. how the activations were subsampled; shown under the title when given.
     """
-    colours = layer_colours(cca["layer_index"])
-    method = metric.split("_")[0].upper()
+    present = [method for method in methods if (summary["method"] == method).any()]
+    colours = layer_colours(summary["layer_index"])
     with plt.rc_context(RC):
-        figure, ax = plt.subplots(figsize=(7, 4))
-        for (layer_index, layer), rows in cca.groupby(["layer_index", "layer"], sort=True):
-            rows = rows.sort_values("alpha")
-            # no ratio exists at alpha = 0: draw each sign on its own so no line crosses the gap
-            for sign_rows in (rows[rows["alpha"] < 0], rows[rows["alpha"] > 0]):
-                ax.plot(sign_rows["alpha"], sign_rows[f"{metric}_mean"], marker="o", markersize=3,
-                        color=colours[layer_index])
-            ax.plot([], [], marker="o", markersize=3, color=colours[layer_index], label=f"{layer_index}: {layer}")
-            for row in rows.itertuples(index=False):
-                error = _error(getattr(row, f"{metric}_ci95"), 1)
-                if error is not None:
-                    ax.errorbar(row.alpha, getattr(row, f"{metric}_mean"), yerr=error,
-                                color=colours[layer_index], capsize=2, linewidth=0.8)
-        ax.axhline(1.0, color="black", linestyle="--", linewidth=1,
-                   label="1 = as different as two alpha=0 seeds")
-        use_alpha_axis(ax)
-        ax.set_ylabel(f"{method} distance ratio\n(reg. vs alpha=0) / (alpha=0 vs alpha=0)")
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="layer",
-                  ncol=1 if cca["layer"].nunique() <= 14 else 2)
-        title = f"Off-axis control: is selectivity only rotated away from the units? ({method})\n{subtitle}"
-        ax.set_title(title + (f"\n{note}" if note else ""))
+        columns = min(len(present), 2)  # four panels as 2 x 2, readable on a page
+        rows = -(-len(present) // columns)
+        # own y range per panel: one method's wide CIs (CKA's, often) would flatten the others
+        figure, axes = plt.subplots(rows, columns, figsize=(5 * columns + 3, 3.6 * rows + 0.8), squeeze=False)
+        for ax, method in zip(axes.flat, present):
+            _plot_ratio_panel(ax, summary[summary["method"] == method], colours)
+            ax.set_title(methods[method])
+        for ax in list(axes.flat)[len(present):]:
+            ax.axis("off")
+        for row_axes in axes:
+            row_axes[0].set_ylabel("distance ratio\n(reg. vs alpha=0) / (alpha=0 vs alpha=0)")
+        axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="layer",
+                           ncol=1 if summary["layer"].nunique() <= 14 else 2)
+        title = ("Off-axis control: is selectivity only rotated away from the units? "
+                 f"Ratio with 95% CI per method\n{subtitle}")
+        figure.suptitle(title + (f"\n{note}" if note else ""))
+        figure.tight_layout()
         return save_figure(figure, out_dir, "fig5_cca_ratio_vs_alpha")

@@ -27,6 +27,7 @@ class FigureEntry:
     png: Path | None = None
     svg: Path | None = None
     skipped: str | None = None
+    table: list[list[str]] | None = None  # display cells (header first) shown under the figure
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ def _html_figure(entry: FigureEntry) -> str:
     encoded = base64.b64encode(entry.png.read_bytes()).decode("ascii")
     return (heading + f"<figure><img src=\"data:image/png;base64,{encoded}\" alt=\"{html.escape(entry.heading)}\">"
             f"<figcaption>{html.escape(entry.caption)} Files: <a href=\"{entry.png.name}\">{entry.png.name}</a>, "
-            f"<a href=\"{entry.svg.name}\">{entry.svg.name}</a>.</figcaption></figure>")
+            f"<a href=\"{entry.svg.name}\">{entry.svg.name}</a>.</figcaption></figure>"
+            + (_html_table(entry.table) if entry.table else ""))
 
 
 def render_html(content: PageContent) -> str:
@@ -160,4 +162,6 @@ def render_markdown(content: PageContent) -> str:
         else:
             parts.append(f"![{entry.heading}]({entry.png.name})\n\n{entry.caption} "
                          f"([SVG]({entry.svg.name}))")
+            if entry.table:
+                parts.append(_markdown_table(entry.table))
     return "\n\n".join(parts) + "\n"

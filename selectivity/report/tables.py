@@ -17,7 +17,6 @@ from selectivity.errors import SelectivityError
 REQUIRED_COLUMNS = ("run_id", "model", "dataset", "alpha", "alpha_label", "seed", "epoch",
                     "layer", "layer_index", "unit", "metric", "value")
 NETWORK_LAYER = "network"
-CCA_METRICS = ("pwcca_ratio", "svcca_ratio")
 HISTORY_PREFIX = "epoch_"  # history metrics (training_dynamics rows) are kept at every epoch
 
 

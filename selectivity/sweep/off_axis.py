@@ -1,125 +1,193 @@
-"""The off-axis control (docs/definitions.md#off-axis-control) as a post-sweep analysis: `analyses = ["cca"]`.
+"""The off-axis control (docs/definitions.md#off-axis-control, docs/cca.md) as a post-sweep analysis:
+`analyses = ["cca"]`.
 
 Is selectivity removed by the regularizer, or only rotated away from the unit axes? Per
-layer, compare each regularized run with the unregularized (alpha = 0) runs by CCA
-distance, and divide by the distance between unregularized runs of different seeds:
+condition (alpha_label), layer and similarity method, compare regularized networks with
+unregularized (alpha = 0) ones and divide by how much alpha = 0 networks differ:
 
-    ratio_l(run) = mean_{b: seed(b) != seed(run)} d(run_l, b_l) / mean_{a != b} d(a_l, b_l)
+    ratio = mean over (regularized run r, alpha = 0 run b, seed(b) != seed(r)) of d(r, b)
+            / mean over pairs {a, b} of alpha = 0 runs of d(a, b)
 
-A ratio near 1 means the regularized representation differs from an unregularized one no
-more than two unregularized seeds differ from each other: selectivity was rotated off the
-unit axes, not removed. Activations are test-set unit activations (spatial means of conv
-maps, the same units as SI) of the first SAMPLE_IMAGES test images; each side keeps at
-most SAMPLE_IMAGES / 10 units (random, fixed seed) so CCA has 10 samples per unit. The
-regularized side is always CCA's first argument (PWCCA weighs by it).
+with d = 1 - similarity for SVCCA, PWCCA (the equation and the google/svcca code), linear
+CKA. A ratio near 1: the regularized layer differs from an unregularized one no more than
+two unregularized seeds do. Each ratio comes with a 95% CI (`ratio_of_means_interval`).
+PWCCA is asymmetric: the regularized side is its first argument, and a baseline pair's
+distance is the mean of both orders.
+
+Activations are the first SAMPLE_IMAGES test images' unit activations from the evaluation
+pass every measurement uses (`measure.unit_activations`: test split, eval mode), in the
+model's dtype; each layer keeps at most a tenth as many units (seeded) as images.
 """
 import itertools
 import warnings
+from functools import partial
 
 import numpy as np
-import torch
+from scipy import stats
 
+from selectivity.analysis.cca import SAMPLES_PER_UNIT_FOR_WARNING, pwcca_similarity, subsample_units, svcca_similarity
+from selectivity.analysis.cka import linear_cka
 from selectivity.atomic import atomic_path
-from selectivity.analysis.cca import SAMPLES_PER_UNIT_FOR_WARNING, cca_distance, subsample_units
-from selectivity.capture import UnitCapture
 from selectivity.data.base import DatasetSplits
-from selectivity.data.batches import normalize_images
 from selectivity.errors import SelectivityError
+from selectivity.measure import unit_activations
+from selectivity.model_loading import load_run_model
 from selectivity.sweep.analyses import AnalysisContext, register_analysis
 from selectivity.sweep.layout import SweepRun
-from selectivity.model_loading import load_run_model
 from selectivity.train.setup import load_data
 
 SAMPLE_IMAGES = 2000
-METHODS = ("pwcca", "svcca")
+SIMILARITIES = {"svcca": svcca_similarity, "pwcca": partial(pwcca_similarity, variant="equation"),
+                "pwcca_svcca": partial(pwcca_similarity, variant="svcca"), "cka": linear_cka}
+SYMMETRIC = ("svcca", "cka")  # d(a, b) == d(b, a): one order suffices
+CONFIDENCE = 0.95
 
 
 def is_unregularized(run: SweepRun) -> bool:
     return run.alpha_label in ("0", "0.0")
 
 
-@torch.no_grad()
 def layer_activations(run: SweepRun, data: DatasetSplits, num_images: int) -> dict[str, np.ndarray]:
-    """{layer: [N, U] float64} of the run's final model on the first `num_images` test images."""
-    cache = run.path / f"activations_test_{num_images}.npz"
+    """{layer: [N, U]} of the run's final model on the first `num_images` test images, cached.
+
+    The cache's name says what it holds (test split, first N images, eval pass); arrays keep
+    the model's float dtype so CCA applies that dtype's rank tolerance.
+    """
+    cache = run.path / f"off_axis_activations_test_first{num_images}_eval.npz"
     if cache.exists():
         with np.load(cache) as stored:
             return {name: stored[name] for name in stored.files}
     config = run.config
-    model = load_run_model(run.path, config, data).model.eval()
-    collected: dict[str, list[torch.Tensor]] = {}
-    with UnitCapture(model, config.evaluation.layers) as capture:
-        for start in range(0, num_images, 500):
-            images = data.test.images[start : min(start + 500, num_images)]
-            model(normalize_images(images, data.mean, data.std))
-            for name, units in capture.activations.items():
-                collected.setdefault(name, []).append(units.double())
-    activations = {name: torch.cat(parts).numpy() for name, parts in collected.items()}
+    model = load_run_model(run.path, config, data).model
+    activations = unit_activations(model, data.test, data.mean, data.std, num_images,
+                                   config.evaluation.layers, config.evaluation.batch_size)
+    arrays = {name: units.float().numpy() if units.dtype.itemsize < 4 else units.numpy()
+              for name, units in activations.items()}  # numpy has no bfloat16
     with atomic_path(cache) as tmp, open(tmp, "wb") as file:
-        np.savez(file, **activations)
-    return activations
+        np.savez(file, **arrays)
+    return arrays
 
 
-def _distance(x: np.ndarray, y: np.ndarray, method: str, max_units: int) -> float | None:
-    """CCA distance of two layers' activations, or None where it is undefined (a dead layer)."""
+def ratio_of_means_interval(numerator, denominator, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """mean(numerator) / mean(denominator) with a delta-method t-interval on the log scale.
+
+    log R = log m_n - log m_d has standard error se = sqrt(s_n^2 / (n_n m_n^2) + s_d^2 /
+    (n_d m_d^2)) (sample sds, the two groups taken as independent); the interval is
+    R * exp(+-t se) with Welch-Satterthwaite degrees of freedom. The log scale keeps it
+    positive and follows the skew of a ratio.
+
+    Args:
+        numerator, denominator: positive per-pair distances.
+        confidence: two-sided level.
+    Returns:
+        (ratio, low, high); low and high are NaN with fewer than 2 values on a side.
+    """
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    mean_n, mean_d = numerator.mean(), denominator.mean()
+    ratio = float(mean_n / mean_d)
+    if min(len(numerator), len(denominator)) < 2 or mean_n <= 0:
+        return ratio, float("nan"), float("nan")
+    relative_n = numerator.var(ddof=1) / (len(numerator) * mean_n**2)  # var(log mean), delta method
+    relative_d = denominator.var(ddof=1) / (len(denominator) * mean_d**2)
+    standard_error = np.sqrt(relative_n + relative_d)
+    if standard_error == 0:
+        return ratio, ratio, ratio
+    dof = (relative_n + relative_d) ** 2 / (relative_n**2 / (len(numerator) - 1)
+                                            + relative_d**2 / (len(denominator) - 1))
+    spread = np.exp(stats.t.ppf(0.5 + confidence / 2, dof) * standard_error)
+    return ratio, float(ratio / spread), float(ratio * spread)
+
+
+def _distance(x: np.ndarray, y: np.ndarray, method: str) -> float | None:
+    """1 - similarity, or None where it is undefined (a dead layer)."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # the sample rule is kept by max_units
-            return cca_distance(subsample_units(x, max_units, seed=0), subsample_units(y, max_units, seed=1), method)
+            warnings.simplefilter("ignore", UserWarning)  # the sample rule is kept by subsampling
+            return 1.0 - SIMILARITIES[method](x, y)
     except (SelectivityError, np.linalg.LinAlgError):
         return None
 
 
+def _pair_distances(activations, pairs, method: str, both_orders: bool) -> list[float]:
+    """Distances of (first, second) run pairs; with both_orders the mean of d(a, b) and d(b, a)."""
+    distances = []
+    for first, second in pairs:
+        orders = [(first, second), (second, first)] if both_orders else [(first, second)]
+        values = [_distance(activations[a], activations[b], method) for a, b in orders]
+        if all(value is not None for value in values):
+            distances.append(float(np.mean(values)))
+    return distances
+
+
 @register_analysis("cca")
 def off_axis_control(context: AnalysisContext) -> list[dict]:
-    """pwcca_ratio and svcca_ratio layer rows for every regularized done run."""
+    """`<method>_ratio`, `_ratio_ci_low`, `_ratio_ci_high`, `_ratio_pairs`, `_ratio_baseline_pairs`
+    layer rows per regularized condition (run_id "off_axis/<alpha_label>", seed -1: pooled
+    over seeds), and a `pwcca_subsample` network row (images used) per regularized run."""
     baseline = [run for run in context.runs if is_unregularized(run)]
-    others = [run for run in context.runs if not is_unregularized(run)]
-    if len(baseline) < 2 or not others:
+    conditions: dict[str, list[SweepRun]] = {}
+    for run in context.runs:
+        if not is_unregularized(run):
+            conditions.setdefault(run.alpha_label, []).append(run)
+    if len({run.config.seed for run in baseline}) < 2 or not conditions:
         warnings.warn("the off-axis control needs >= 2 alpha = 0 seeds and one other alpha; skipped")
         return []
     data = load_data(baseline[0].config)
     num_images = min(SAMPLE_IMAGES, len(data.test))
     max_units = num_images // SAMPLES_PER_UNIT_FOR_WARNING
-    activations = {run.run_id: layer_activations(run, data, num_images) for run in baseline + others}
-    first = activations[baseline[0].run_id]
-    # alpha and epoch of each run's final evaluation, as the table already holds them
-    final_records = context.table.drop_duplicates("run_id").set_index("run_id")[["alpha", "epoch"]].to_dict("index")
+    # one fixed unit subset per network and layer, whichever side of a pair it is on
+    activations = {run.run_id: {layer: subsample_units(units, max_units, seed=0)
+                                for layer, units in layer_activations(run, data, num_images).items()}
+                   for run in context.runs}
+    final = context.table.drop_duplicates("run_id").set_index("run_id")[["alpha", "epoch"]].to_dict("index")
     # depth order as the trainer recorded it, so these rows share one index per layer with the table's
     depth = context.table[context.table["unit"] == -1].drop_duplicates("layer").set_index("layer")["layer_index"]
     rows = []
-    for method in METHODS:
-        for layer in first:
-            layer_index = int(depth[layer]) if layer in depth.index else -1
-            pairs = [_distance(activations[a.run_id][layer], activations[b.run_id][layer], method, max_units)
-                     for a, b in itertools.permutations(baseline, 2)]
-            pairs = [d for d in pairs if d is not None]
-            if not pairs or np.mean(pairs) <= 0:
-                continue
-            seed_to_seed = float(np.mean(pairs))
-            for run in others:
-                distances = [_distance(activations[run.run_id][layer], activations[b.run_id][layer], method, max_units)
-                             for b in _other_seeds(baseline, run)]
-                distances = [d for d in distances if d is not None]
-                if distances:
-                    ratio = float(np.mean(distances)) / seed_to_seed
-                    rows.append(_row(run, final_records, layer, layer_index, f"{method}_ratio", ratio))
-    for run in others:
-        rows.append(_row(run, final_records, "network", -1, "pwcca_subsample", float(num_images)))
+    for layer in activations[baseline[0].run_id]:
+        by_run = {run_id: layers[layer] for run_id, layers in activations.items()}
+        layer_index = int(depth[layer]) if layer in depth.index else -1
+        rows += _layer_rows(by_run, baseline, conditions, final, layer, layer_index)
+    for runs in conditions.values():
+        rows += [_run_row(run, final[run.run_id], "pwcca_subsample", float(num_images)) for run in runs]
     return rows
 
 
-def _other_seeds(baseline: list[SweepRun], run: SweepRun) -> list[SweepRun]:
-    """Unregularized runs of other seeds: a shared seed means a shared initialisation and data
-    order, which would make a weakly regularized net look closer than seed-to-seed."""
-    return [b for b in baseline if b.config.seed != run.config.seed] or baseline
+def _layer_rows(by_run: dict, baseline: list[SweepRun], conditions: dict[str, list[SweepRun]], final: dict,
+                layer: str, layer_index: int) -> list[dict]:
+    """Every method's ratio rows of one layer: one denominator, one numerator per condition."""
+    baseline_pairs = [(a.run_id, b.run_id) for a, b in itertools.combinations(baseline, 2)
+                      if a.config.seed != b.config.seed]
+    rows = []
+    for method in SIMILARITIES:
+        denominator = _pair_distances(by_run, baseline_pairs, method, both_orders=method not in SYMMETRIC)
+        if not denominator or np.mean(denominator) <= 0:
+            continue
+        for runs in conditions.values():
+            pairs = [(run.run_id, b.run_id) for run in runs for b in baseline if b.config.seed != run.config.seed]
+            numerator = _pair_distances(by_run, pairs, method, both_orders=False)
+            if numerator:
+                values = dict(zip(("", "_ci_low", "_ci_high"), ratio_of_means_interval(numerator, denominator)))
+                values |= {"_pairs": len(numerator), "_baseline_pairs": len(denominator)}
+                rows += [_condition_row(runs, final, layer, layer_index, f"{method}_ratio{suffix}", value)
+                         for suffix, value in values.items()]
+    return rows
 
 
-def _row(run: SweepRun, final_records: dict, layer: str, layer_index: int, metric: str, value: float) -> dict:
-    record = final_records[run.run_id]
+def _condition_row(runs: list[SweepRun], final: dict, layer: str, layer_index: int, metric: str, value) -> dict:
+    """A row pooled over a condition's seeds: alpha and epoch of its runs' final evaluations."""
+    first = runs[0]
+    return {
+        "run_id": f"off_axis/{first.alpha_label}", "model": first.config.model.name,
+        "dataset": first.config.data.dataset, "alpha": float(final[first.run_id]["alpha"]),
+        "alpha_label": first.alpha_label, "seed": -1, "epoch": max(int(final[run.run_id]["epoch"]) for run in runs),
+        "layer": layer, "layer_index": layer_index, "unit": -1, "metric": metric, "value": float(value),
+    }
+
+
+def _run_row(run: SweepRun, record: dict, metric: str, value: float) -> dict:
     return {
         "run_id": run.run_id, "model": run.config.model.name, "dataset": run.config.data.dataset,
         "alpha": float(record["alpha"]), "alpha_label": run.alpha_label, "seed": run.config.seed,
-        "epoch": int(record["epoch"]), "layer": layer, "layer_index": layer_index, "unit": -1,
+        "epoch": int(record["epoch"]), "layer": "network", "layer_index": -1, "unit": -1,
         "metric": metric, "value": value,
     }
