@@ -4,6 +4,7 @@ Wires data -> model -> capture -> metrics; used by the trainer's evaluations and
 `selectivity measure`. Activations are reduced to class sums batch by batch, never kept.
 """
 from dataclasses import dataclass
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -42,6 +43,8 @@ def measure_model(
     channels_last: bool = False,
     progress: bool = False,
     description: str = "measure",
+    perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    observe: Callable[[dict[str, torch.Tensor]], None] | None = None,
 ) -> Measurement:
     """Accuracy, cross-entropy and per-unit selectivity of `model` on `split`, streamed.
 
@@ -55,6 +58,11 @@ def measure_model(
         batch_size: inputs per forward pass.
         device: where the model runs.
         progress: show a progress bar.
+        perturb: optional (images, labels) -> images applied to each batch before normalisation,
+            on float [B, C, H, W] images in [0, 1] (a corruption or an attack; it may enable
+            gradients itself). None: the uint8 images are normalised directly.
+        observe: optional callback given each batch's {layer: [B, U]} unit activations
+            (e.g. a covariance accumulator); called after the batch's forward pass.
 
     Returns:
         A Measurement with the per-unit and per-layer tables and the summaries.
@@ -70,8 +78,12 @@ def measure_model(
             for start in tqdm(starts, desc=description, disable=not progress, unit="batch", leave=False):
                 images = split.images[start : start + batch_size].to(device, non_blocking=True)
                 labels = split.labels[start : start + batch_size].to(device, non_blocking=True)
+                if perturb is not None:  # on the [0, 1] scale; back to 0..255 for the one normalisation
+                    images = perturb(images.float() / 255.0, labels) * 255.0
                 logits = model(normalize_images(images, mean, std, channels_last)).float()  # [B, K]
                 accumulator.update(capture.activations, labels)
+                if observe is not None:
+                    observe(capture.activations)
                 correct += (logits.argmax(1) == labels).sum()
                 loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
     finally:

@@ -57,7 +57,8 @@ Analysis = Callable[[AnalysisContext], "pd.DataFrame | list[dict]"]
 _REGISTRY: dict[str, Analysis] = {}
 # Modules that register the analyses shipped with selectivity; imported on first lookup, not
 # here: they import torch and models, which the sweep's bookkeeping does not need.
-BUILTIN_MODULES = ("selectivity.sweep.off_axis",)  # "cca": the off-axis control (docs/definitions.md#off-axis-control)
+BUILTIN_MODULES = ("selectivity.sweep.off_axis",  # "cca": the off-axis control (docs/definitions.md#off-axis-control)
+                   "selectivity.sweep.robustness_analyses")  # "corruptions", "attacks", "dimensionality"
 
 
 def _register_builtins() -> None:
