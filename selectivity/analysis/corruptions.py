@@ -191,5 +191,5 @@ def read_corruption_file(folder: str | Path, corruption: str, severity: int, cou
     if count > per_severity:
         raise SelectivityError(f"{image_path} has {per_severity} images per severity; asked for {count}")
     start = (severity - 1) * per_severity
-    block = np.ascontiguousarray(images[start : start + count].transpose(0, 3, 1, 2))
+    block = np.array(images[start : start + count].transpose(0, 3, 1, 2), order="C")  # a writable copy
     return torch.from_numpy(block), torch.from_numpy(np.asarray(labels[start : start + count]).astype(np.int64))

@@ -33,7 +33,7 @@ DEFAULTS = {
     "corruptions": {"images": 1000, "corruptions": list(CORRUPTIONS), "severities": [1, 2, 3, 4, 5],
                     "folder": "", "seed": 0},
     "attacks": {"images": 1000, "attacks": list(ATTACKS), "eps_255": [0, 0.25, 0.5, 1, 2], "steps": 10,
-                "step_size_255": 0, "random_start": False, "seed": 0},
+                "step_size_255": 0.0, "random_start": False, "seed": 0},
     "dimensionality": {"images": 2000, "threshold": 0.95, "perturbation": "gaussian_noise:3", "seed": 0},
 }
 
@@ -45,6 +45,12 @@ def resolve_settings(analysis: str, settings: dict | None) -> dict:
     if unknown:
         raise SelectivityError(f"analysis_settings.{analysis} has unknown key(s) {unknown}; valid keys are: "
                                f"{', '.join(DEFAULTS[analysis])}")
+    for key, value in settings.items():
+        default = DEFAULTS[analysis][key]
+        expected = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
+            raise SelectivityError(f"analysis_settings.{analysis}.{key} = {value!r}; expected a "
+                                   f"{type(default).__name__} like {default!r}")
     return {**DEFAULTS[analysis], **settings}
 
 
@@ -100,7 +106,7 @@ def _target(run_dir, config, data) -> ModelUnderTest:
 
 def _sweep_rows(analysis: str, context: AnalysisContext) -> list[dict]:
     """Rows of every done run, with the table's columns (alpha and epoch of its final evaluation)."""
-    settings = resolve_settings(analysis, getattr(context, "settings", None))
+    settings = resolve_settings(analysis, context.settings)
     final = context.table.drop_duplicates("run_id").set_index("run_id")[["alpha", "epoch"]].to_dict("index")
     depth = context.table[context.table["unit"] == -1].drop_duplicates("layer").set_index("layer")["layer_index"]
     datasets, rows = {}, []
