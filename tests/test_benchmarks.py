@@ -20,6 +20,7 @@ SMALLEST = {
     "regularizer_overhead": ["--steps", "1", "--warmup", "1", "--repeats", "1", "--batch-size", "16"],
     "measure_speed": ["--images", "64", "--batch-size", "32", "--repeats", "1"],
     "sweep_throughput": ["--concurrency", "1", "--seconds", "1", "--warmup", "1"],
+    "robustness_cost": ["--images", "8"],
 }
 # what each script's JSON must hold: seconds or ratios that are finite and positive
 EXPECTED = {
@@ -27,6 +28,7 @@ EXPECTED = {
     "regularizer_overhead": ["seconds_per_step", "ratio_alpha_minus_1_vs_none", "ratio_alpha_0_vs_none"],
     "measure_speed": ["forward_seconds", "measure_seconds", "ratio"],
     "sweep_throughput": ["images_per_second", "ratio_vs_k1"],
+    "robustness_cost": ["seconds_per_1000_images", "ratio_vs_clean_measure", "projected_seconds_per_run_at_defaults"],
 }
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from selectivity.analysis.corruptions import corrupt_images, disk_kernel, read_corruption_file
+from selectivity.analysis.corruptions import CORRUPTIONS, corrupt_images, disk_kernel, read_corruption_file
 from selectivity.errors import SelectivityError
 
 
@@ -103,6 +103,14 @@ def test_pixelate_and_jpeg_are_pillows():
     Image.fromarray(image[0].numpy().transpose(1, 2, 0)).save(buffer, "JPEG", quality=80)
     expected = np.asarray(Image.open(buffer)).transpose(2, 0, 1)
     assert np.array_equal(corrupt_images(image, "cifar10", "jpeg_compression", 1)[0].numpy(), expected)
+
+
+def test_every_corruption_gives_contiguous_uint8_images_of_the_same_shape():
+    images = random_images(count=2)
+    for name in CORRUPTIONS:
+        out = corrupt_images(images, "cifar10", name, 5)
+        assert out.dtype == torch.uint8 and out.shape == images.shape and out.is_contiguous(), name
+        assert not torch.equal(out, images), name  # severity 5 changes every image
 
 
 def test_bad_names_are_refused_in_one_line():

@@ -162,7 +162,8 @@ def corrupt_images(images: torch.Tensor, dataset: str, corruption: str, severity
     rng = np.random.default_rng([seed, SEVERITIES.index(severity), CORRUPTIONS.index(corruption)])
     corrupted = _float_corruption(corruption, pixels.astype(np.float64) / 255.0, c, rng)
     # the generator ends with np.uint8(np.clip(x, 0, 1) * 255): truncation, not rounding
-    return torch.from_numpy((np.clip(corrupted, 0, 1) * 255).astype(np.uint8))
+    pixels = (np.clip(corrupted, 0, 1) * 255).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(pixels))  # HSV's transposes leave a strided array
 
 
 def read_corruption_file(folder: str | Path, corruption: str, severity: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
