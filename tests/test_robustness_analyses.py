@@ -17,6 +17,7 @@ from selectivity.sweep.robustness_analyses import analyse_run, resolve_settings
 from selectivity.train import train_run
 
 IMAGES = 40
+pytestmark = pytest.mark.slow  # trains a (1-epoch digits) run first
 
 
 @pytest.fixture(scope="module")
