@@ -90,3 +90,18 @@ def test_settings_are_checked():
         resolve_settings("attacks", {"steps": "10"})
     with pytest.raises(SelectivityError, match="attacks.steps = True; expected a int"):
         resolve_settings("attacks", {"steps": True})  # a bool is an int to Python, not to us
+
+
+def test_a_runs_rows_are_kept_for_the_same_settings(run, tmp_path, monkeypatch):
+    import selectivity.sweep.robustness_analyses as analyses
+
+    settings = {"images": 8, "eps_255": [0, 4], "attacks": ["fgsm"]}
+    first = analysis_rows(run, "attacks", settings, tmp_path)
+
+    def no_evaluation(*args):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(analyses, "_measure_run", no_evaluation)
+    pd.testing.assert_frame_equal(analysis_rows(run, "attacks", settings, tmp_path), first)
+    with pytest.raises(AssertionError, match="evaluated again"):  # other settings: other rows
+        analysis_rows(run, "attacks", {**settings, "images": 9}, tmp_path)

@@ -16,12 +16,15 @@ fp32, CPU) and returns tidy rows (docs/robustness.md lists metrics and settings)
     dimensionality  layer rows dim_pcs, dim_pr (and perturbation_dim_pcs, perturbation_dim_pr with
                     a perturbation); a network row dim_threshold
 """
+import hashlib
+import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from selectivity.analysis.corruptions import CORRUPTIONS
+from selectivity.atomic import write_json
 from selectivity.errors import SelectivityError
 from selectivity.model_loading import load_run_model, read_run_config
 from selectivity.sweep.analyses import AnalysisContext, register_analysis
@@ -115,13 +118,25 @@ def _sweep_rows(analysis: str, context: AnalysisContext) -> list[dict]:
         if config.data.dataset not in datasets:  # a sweep's runs share one dataset: load it once
             datasets[config.data.dataset] = load_data(config)
         data = datasets[config.data.dataset]
-        for layer, metric, value in _measure_run(analysis, _target(run.path, config, data), data,
-                                                 config.data.dataset, settings):
+        for layer, metric, value in _cached_rows(run.path, analysis, settings, lambda: _measure_run(
+                analysis, _target(run.path, config, data), data, config.data.dataset, settings)):
             rows.append({
                 "run_id": run.run_id, "model": config.model.name, "dataset": config.data.dataset,
                 "alpha": float(final[run.run_id]["alpha"]), "alpha_label": run.alpha_label, "seed": config.seed,
                 "epoch": int(final[run.run_id]["epoch"]), "layer": layer,
                 "layer_index": int(depth.get(layer, -1)), "unit": -1, "metric": metric, "value": float(value)})
+    return rows
+
+
+def _cached_rows(run_dir: Path, analysis: str, settings: dict, measure) -> list:
+    """A run's rows for these settings, kept in the run folder: rebuilding a sweep's results does not
+    evaluate its runs again (the runs are done, so their models no longer change)."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    path = Path(run_dir) / f"analysis_{analysis}_{key}.json"
+    if path.is_file():
+        return [tuple(row) for row in json.loads(path.read_text())["rows"]]
+    rows = measure()
+    write_json(path, {"analysis": analysis, "settings": settings, "rows": [list(row) for row in rows]})
     return rows
 
 
