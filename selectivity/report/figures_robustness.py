@@ -40,8 +40,15 @@ def _plot_vs_alpha(ax, summary: pd.DataFrame, column: str, colour, label: str | 
     use_alpha_axis(ax)
 
 
+def _clamp(ax, low: float, high: float | None = None) -> None:
+    """Cut the y view at the quantity's range: a 2-seed t-interval can reach below 0 accuracy or dimensions."""
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(max(bottom, low), top if high is None else min(top, high))
+
+
 def _si_panel(ax, conditions: pd.DataFrame) -> None:
     _plot_vs_alpha(ax, conditions, "mean_si", "0.2", None)
+    _clamp(ax, -0.03, 1.03)
     ax.set_ylabel(SI_AXIS_LABEL)
     ax.set_title("Test-set mean SI vs alpha")
 
@@ -67,6 +74,8 @@ def corruption_figure(runs, conditions, subtitle: str, out_dir: Path) -> tuple[F
         figure, (mean_ax, each_ax, si_ax) = plt.subplots(1, 3, figsize=(16, 4.2))
         for column, colour, label in zip(overall, ("tab:red", "0.4"), ("mean over corruptions", "clean (same images)")):
             _plot_vs_alpha(mean_ax, summary, column, colour, label, 100)
+        _clamp(mean_ax, -3, 103)
+        _clamp(each_ax, -3, 103)
         mean_ax.set_ylabel(ACCURACY_AXIS_LABEL)
         mean_ax.set_title("Mean corruption accuracy (all corruptions x severities)")
         mean_ax.legend()
@@ -100,6 +109,7 @@ def attack_figure(runs, conditions, subtitle: str, out_dir: Path) -> tuple[Figur
             columns = _attack_columns(runs, name)
             for (eps, column), colour in zip(columns, _colours(len(columns))):
                 _plot_vs_alpha(ax, summary, column, colour, f"eps = {eps:g}/255", 100)
+            _clamp(ax, -3, 103)
             ax.set_ylabel(ACCURACY_AXIS_LABEL)
             ax.set_title(f"{name.upper()} accuracy vs alpha")
             ax.legend()
@@ -114,6 +124,7 @@ def attack_figure(runs, conditions, subtitle: str, out_dir: Path) -> tuple[Figur
             eps_ax.errorbar(eps, means, yerr=errors, marker="o" if row["constant"] else SCHEDULE_MARKER,
                             markersize=3, capsize=2, color=colour_map(index / max(len(ordered) - 1, 1)),
                             label=f"alpha={row['alpha_label']}")
+        _clamp(eps_ax, -3, 103)
         eps_ax.set_xlabel("eps (x 1/255, L-inf, pixel scale)")
         eps_ax.set_ylabel(ACCURACY_AXIS_LABEL)
         eps_ax.set_title(f"{attacks[0].upper()} accuracy vs eps, per alpha")
@@ -143,6 +154,7 @@ def dimensionality_figure(table, conditions, subtitle: str, out_dir: Path) -> tu
             for (layer_index, layer), rows in summary.groupby(["layer_index", "layer"], sort=True):
                 _plot_vs_alpha(ax, rows.assign(constant=rows["alpha_label"].map(_is_constant)), metric,
                                colours[layer_index], f"{layer_index}: {layer}")
+            _clamp(ax, 0)
             ax.set_ylabel("dimensions")
             ax.set_title(titles[metric])
         axes[len(metrics) - 1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title="layer", fontsize=7)

@@ -11,6 +11,7 @@ robustness via class selectivity and dimensionality", arXiv 2010.07693):
 Every pass is `measure_model` (the one evaluation loop); perturbations enter through its
 `perturb` hook and activations leave through its `observe` hook, batch by batch.
 """
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -128,7 +129,7 @@ def perturbation(target: ModelUnderTest, text: str, dataset: str, seed: int = 0)
     name, level = parse_perturbation(text)
     if name in ATTACKS:
         return attack(target, name, level, seed=seed)
-    batches = iter(range(1 << 62))
+    batches = itertools.count()  # each batch its own noise: one seed for all would repeat the pattern
 
     def corrupt(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pixels = (images * 255).round().to(torch.uint8)  # exact: the images were uint8 / 255

@@ -90,7 +90,7 @@ def analyse_run(run_dir: str | Path, analysis: str, settings: dict | None = None
         analysis: which analysis.
         settings: overrides of DEFAULTS[analysis].
     Returns:
-        A DataFrame with columns run_id, alpha_label, seed, layer, metric, value.
+        A DataFrame with columns run_dir, seed, layer, metric, value (layer "network" for network rows).
     """
     if analysis not in DEFAULTS:
         raise SelectivityError(f"unknown analysis {analysis!r}; expected one of {', '.join(DEFAULTS)}")
