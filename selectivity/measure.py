@@ -7,6 +7,7 @@ activations to class sums batch by batch, never keeping them) and the post-sweep
 """
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -48,6 +49,7 @@ def evaluation_batches(
     channels_last: bool = False,
     progress: bool = False,
     description: str = "measure",
+    perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
     """The one evaluation pass: `split` streamed through `model` in eval mode, no gradients.
 
@@ -63,6 +65,9 @@ def evaluation_batches(
         batch_size: inputs per forward pass.
         device: where the model runs.
         progress: show a progress bar.
+        perturb: optional (images, labels) -> images applied to each batch before normalisation,
+            on float [B, C, H, W] images in [0, 1] (a corruption or an attack; it may enable
+            gradients itself). None: the uint8 images are normalised directly.
     Yields:
         ({layer: [B, U] unit activations}, logits [B, K] float32, labels [B]) per batch.
     """
@@ -74,6 +79,8 @@ def evaluation_batches(
             for start in tqdm(starts, desc=description, disable=not progress, unit="batch", leave=False):
                 images = split.images[start : start + batch_size].to(device, non_blocking=True)
                 labels = split.labels[start : start + batch_size].to(device, non_blocking=True)
+                if perturb is not None:  # on the [0, 1] scale; back to 0..255 for the one normalisation
+                    images = perturb(images.float() / 255.0, labels) * 255.0
                 logits = model(normalize_images(images, mean, std, channels_last)).float()  # [B, K]
                 yield capture.activations, logits, labels
     finally:
@@ -94,6 +101,8 @@ def measure_model(
     progress: bool = False,
     description: str = "measure",
     shuffles: ShuffleSettings | None = None,
+    perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    observe: Callable[[dict[str, torch.Tensor]], None] | None = None,
 ) -> Measurement:
     """Accuracy, cross-entropy and per-unit selectivity of `model` on `split`, streamed.
 
@@ -110,6 +119,9 @@ def measure_model(
         shuffles: None for SI and d' only; else the units table also gets ROC-AUC, mutual
             information, lifetime sparseness and label-shuffle nulls (metrics.null_table),
             from the same pass, and the layers table the fractions of units above chance.
+        perturb: as for `evaluation_batches`.
+        observe: optional callback given each batch's {layer: [B, U]} unit activations
+            (e.g. a covariance accumulator); called after the batch's forward pass.
 
     Returns:
         A Measurement with the per-unit and per-layer tables and the summaries.
@@ -123,9 +135,11 @@ def measure_model(
     labelings = label_shuffles(split.labels, num_classes, shuffles.shuffles, shuffles.seed).to(device) if shuffles else None
     start = 0  # evaluation_batches streams `split` in order
     batches = evaluation_batches(model, split, mean, std, layers, batch_size, device, channels_last, progress,
-                                 description)
+                                 description, perturb)
     for activations, logits, labels in batches:
         accumulator.update(activations, labels)
+        if observe is not None:
+            observe(activations)
         if shuffled is not None:  # label_shuffles checked every label up front
             shuffled.update(activations, labelings[:, start : start + len(labels)])
         start += len(labels)

@@ -21,6 +21,7 @@ SMALLEST = {
     "measure_speed": ["--images", "64", "--batch-size", "32", "--repeats", "1"],
     "null_speed": ["--images", "64", "--batch-size", "32", "--repeats", "1", "--shuffles", "2"],
     "sweep_throughput": ["--concurrency", "1", "--seconds", "1", "--warmup", "1"],
+    "robustness_cost": ["--images", "8"],
 }
 # what each script's JSON must hold: seconds or ratios that are finite and positive
 EXPECTED = {
@@ -29,6 +30,7 @@ EXPECTED = {
     "measure_speed": ["forward_seconds", "measure_seconds", "ratio"],
     "null_speed": ["measure_seconds", "measure_with_nulls_seconds", "ratio"],
     "sweep_throughput": ["images_per_second", "ratio_vs_k1"],
+    "robustness_cost": ["seconds_per_1000_images", "ratio_vs_clean_measure", "projected_seconds_per_run_at_defaults"],
 }
 
 

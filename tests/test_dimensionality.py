@@ -77,3 +77,38 @@ def test_torch_input_and_bad_inputs():
         principal_components_for_variance(x, 1.5)
     with pytest.raises(SelectivityError, match="at least 2 samples"):
         participation_ratio(x[:1])
+
+
+def test_streamed_covariance_equals_the_covariance_of_all_rows():
+    from selectivity.analysis.dimensionality import StreamingCovariance
+
+    rows = np.random.default_rng(4).standard_normal((300, 6)) * [1, 2, 3, 1, 1, 0.5] + 1e6  # large common offset
+    streamed = StreamingCovariance()
+    for start in range(0, 300, 70):  # uneven batches
+        streamed.update(torch.from_numpy(rows[start : start + 70]))
+    np.testing.assert_allclose(streamed.covariance(), np.cov(rows, rowvar=False), rtol=1e-9, atol=1e-9)
+    with pytest.raises(SelectivityError, match=r"expected \[B, 6\]"):
+        streamed.update(torch.zeros(3, 5))
+
+
+def test_streamed_rank_k_data_gives_k_and_isotropic_data_gives_d():
+    from selectivity.analysis.dimensionality import (StreamingCovariance, components_for_variance,
+                                                     participation_ratio_of)
+
+    rng = np.random.default_rng(5)
+    rank, units = 3, 10
+    # k equal-variance orthogonal directions in 10 units: 95% of the variance needs all k
+    directions, _ = np.linalg.qr(rng.standard_normal((units, rank)))
+    planted = StreamingCovariance()
+    isotropic = StreamingCovariance()
+    for _ in range(10):
+        planted.update(torch.from_numpy(rng.standard_normal((200, rank)) @ directions.T + 3.0))
+        isotropic.update(torch.from_numpy(rng.standard_normal((200, units))))
+    assert components_for_variance(planted.eigenvalues(), 0.95) == rank
+    assert components_for_variance(planted.eigenvalues(), 1.0) == rank  # rounding-level eigenvalues add nothing
+    assert participation_ratio_of(planted.eigenvalues()) == pytest.approx(rank, rel=0.1)
+    assert participation_ratio_of(isotropic.eigenvalues()) == pytest.approx(units, rel=0.05)  # N = 2000, d = 10
+    dead = StreamingCovariance()
+    dead.update(torch.ones(5, 3))
+    with pytest.raises(SelectivityError, match="zero variance"):
+        dead.eigenvalues()

@@ -108,6 +108,27 @@ def test_schedule_alpha_is_applied_per_epoch(tmp_path):
     assert [r["alpha"] for r in RunDirectory(tmp_path / "run").read_metrics()] == [0.0, -2.0, -2.0]
 
 
+def test_the_regularizers_alpha_and_penalty_follow_the_schedule_per_epoch(tmp_path, monkeypatch):
+    """Not only the records: the penalty each step adds uses that epoch's alpha."""
+    seen = []  # (alpha the penalty used, penalty, batch mu_SI) per training step
+    original = SelectivityRegularizer.penalty
+
+    def recording_penalty(self, labels):
+        penalty = original(self, labels)
+        seen.append((float(self.alpha), float(penalty.detach()), float(self.last_mean_si)))
+        return penalty
+
+    monkeypatch.setattr(SelectivityRegularizer, "penalty", recording_penalty)
+    train_run(digits_config("-2x1,0x1,3", epochs=3), tmp_path / "run", progress=False)
+    steps = len(seen) // 3  # the digits train split is 11 batches of 128 per epoch
+    assert steps == 11 and len(seen) == 33
+    assert [alpha for alpha, _, _ in seen] == [-2.0] * steps + [0.0] * steps + [3.0] * steps
+    for alpha, penalty, mean_si in seen:
+        assert penalty == pytest.approx(-alpha * mean_si, rel=1e-5, abs=1e-7)  # -alpha * mu_SI, 0 when alpha = 0
+    assert all(penalty != 0 for _, penalty, _ in seen[:steps] + seen[2 * steps:])
+    assert [r["alpha"] for r in RunDirectory(tmp_path / "run").read_metrics()] == [-2.0, 0.0, 3.0]
+
+
 def test_bad_inputs_fail_before_training(tmp_path):
     with pytest.raises(SelectivityError, match="unknown model 'resnet7'; expected one of"):
         train_run(ExperimentConfig(model=ModelSettings(name="resnet7")), tmp_path / "a", progress=False)

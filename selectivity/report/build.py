@@ -11,6 +11,7 @@ from selectivity.atomic import write_text
 from selectivity.errors import SelectivityError
 from selectivity.report import figures_alpha, figures_toolkit, figures_units
 from selectivity.report.comparison import DEFAULT_MARGIN_POINTS, check_margin
+from selectivity.report.figures_robustness import robustness_sections
 from selectivity.report.headline import comparison_table, headline_table
 from selectivity.report.off_axis_tables import METHOD_LABELS, off_axis_by_layer, off_axis_rows, off_axis_summary
 from selectivity.report.page import (FigureEntry, PageContent, comparison_rows, headline_rows, render_html,
@@ -142,11 +143,13 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
     subtitle = f"{model} on {dataset}, {seeds_phrase(conditions['n_seeds'])}"
     figures = _network_figures(runs, conditions, subtitle, out_dir) + _unit_figures(table, subtitle, out_dir)
     cca_entry, cca = _cca_figure(table, notes, subtitle, out_dir)
-    figures = sorted(figures + [cca_entry], key=lambda entry: entry.heading)
+    # corruptions, attacks, dimensionality, schedules: only the sections whose rows exist
+    robustness_entries, robustness_tables = robustness_sections(table, runs, conditions, subtitle, out_dir)
+    figures = sorted(figures + [cca_entry] + robustness_entries, key=lambda entry: entry.heading)
     figures += _toolkit_figures(table, subtitle, out_dir)
     csv_tables = {"runs.csv": runs, "summary_by_alpha.csv": conditions, "headline.csv": headline,
                   "accuracy_vs_baseline.csv": compared,
-                  "summary_by_layer.csv": layer_summary(table), "cca_by_layer.csv": cca}
+                  "summary_by_layer.csv": layer_summary(table), "cca_by_layer.csv": cca, **robustness_tables}
     for name, frame in csv_tables.items():
         if len(frame):
             write_text(out_dir / name, frame.to_csv(index=False))

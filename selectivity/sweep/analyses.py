@@ -60,6 +60,7 @@ _REGISTRY: dict[str, Analysis] = {}
 BUILTIN_MODULES = (
     "selectivity.sweep.off_axis",  # "cca": the off-axis control (docs/definitions.md#off-axis-control)
     "selectivity.units.sweep_analyses",  # "unit_nulls", "ablation", "training_dynamics", "top_units"
+    "selectivity.sweep.robustness_analyses",  # "corruptions", "attacks", "dimensionality"
 )
 
 

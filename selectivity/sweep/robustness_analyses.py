@@ -1,0 +1,158 @@
+"""Post-sweep analyses `corruptions`, `attacks` and `dimensionality`, also runnable on one run folder.
+
+In a sweep spec:
+
+    analyses = ["corruptions", "attacks", "dimensionality"]
+    [analysis_settings.attacks]
+    images = 1000
+    eps_255 = [0, 0.25, 0.5, 1, 2]
+
+Each evaluates every done run's final model on the first `images` test images (eval mode,
+fp32, CPU) and returns tidy rows (docs/robustness.md lists metrics and settings):
+
+    corruptions     network rows corruption_accuracy:<corruption>:<severity>, mean_corruption_accuracy,
+                    clean_subset_accuracy
+    attacks         network rows attack_accuracy:<fgsm|pgd>:<eps x 255>
+    dimensionality  layer rows dim_pcs, dim_pr (and perturbation_dim_pcs, perturbation_dim_pr with
+                    a perturbation); a network row dim_threshold
+"""
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from selectivity.analysis.corruptions import CORRUPTIONS
+from selectivity.atomic import write_json
+from selectivity.errors import SelectivityError
+from selectivity.model_loading import load_run_model, read_run_config
+from selectivity.sweep.analyses import AnalysisContext, register_analysis
+from selectivity.sweep.robustness import (ATTACKS, ModelUnderTest, attack_accuracies, corruption_accuracies,
+                                          layer_dimensionalities, test_subset)
+from selectivity.train.setup import load_data
+
+DEFAULTS = {
+    "corruptions": {"images": 1000, "corruptions": list(CORRUPTIONS), "severities": [1, 2, 3, 4, 5],
+                    "folder": "", "seed": 0},
+    "attacks": {"images": 1000, "attacks": list(ATTACKS), "eps_255": [0, 0.25, 0.5, 1, 2], "steps": 10,
+                "step_size_255": 0.0, "random_start": False, "seed": 0},
+    "dimensionality": {"images": 2000, "threshold": 0.95, "perturbation": "gaussian_noise:3", "seed": 0},
+}
+
+
+def resolve_settings(analysis: str, settings: dict | None) -> dict:
+    """The analysis's DEFAULTS updated by `settings`; an unknown key is a one-line error."""
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(DEFAULTS[analysis]))
+    if unknown:
+        raise SelectivityError(f"analysis_settings.{analysis} has unknown key(s) {unknown}; valid keys are: "
+                               f"{', '.join(DEFAULTS[analysis])}")
+    for key, value in settings.items():
+        default = DEFAULTS[analysis][key]
+        expected = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
+            raise SelectivityError(f"analysis_settings.{analysis}.{key} = {value!r}; expected a "
+                                   f"{type(default).__name__} like {default!r}")
+    return {**DEFAULTS[analysis], **settings}
+
+
+def _measure_run(analysis: str, target: ModelUnderTest, data, dataset: str, settings: dict) -> list[tuple]:
+    """(layer, metric, value) rows of one model for one analysis."""
+    split = test_subset(data.test, int(settings["images"]))
+    if analysis == "corruptions":
+        accuracies = corruption_accuracies(target, split, dataset, tuple(settings["corruptions"]),
+                                           tuple(settings["severities"]), str(settings["folder"]),
+                                           int(settings["seed"]))
+        rows = [("network", f"corruption_accuracy:{name}:{severity}", value)
+                for (name, severity), value in accuracies.items()]
+        rows.append(("network", "mean_corruption_accuracy", sum(accuracies.values()) / len(accuracies)))
+        return rows + [("network", "clean_subset_accuracy", target.measure(split).accuracy)]
+    if analysis == "attacks":
+        eps_grid = tuple(float(eps) / 255 for eps in settings["eps_255"])
+        step_size = float(settings["step_size_255"]) / 255 or None
+        accuracies = attack_accuracies(target, split, tuple(settings["attacks"]), eps_grid, int(settings["steps"]),
+                                       step_size, bool(settings["random_start"]), int(settings["seed"]))
+        return [("network", f"attack_accuracy:{name}:{eps * 255:g}", value) for (name, eps), value in accuracies.items()]
+    threshold = float(settings["threshold"])
+    layers = layer_dimensionalities(target, split, threshold, str(settings["perturbation"]), dataset,
+                                    int(settings["seed"]))
+    rows = [(layer, metric, value) for layer, values in layers.items() for metric, value in values.items()
+            if not math.isnan(value)]  # a dead layer has no dimensionality
+    return rows + [("network", "dim_threshold", threshold)]
+
+
+def analyse_run(run_dir: str | Path, analysis: str, settings: dict | None = None) -> pd.DataFrame:
+    """One run folder's rows for `analysis` ("corruptions", "attacks", "dimensionality").
+
+    Args:
+        run_dir: a finished (or checkpointed) run folder written by the trainer.
+        analysis: which analysis.
+        settings: overrides of DEFAULTS[analysis].
+    Returns:
+        A DataFrame with columns run_dir, seed, layer, metric, value (layer "network" for network rows).
+    """
+    if analysis not in DEFAULTS:
+        raise SelectivityError(f"unknown analysis {analysis!r}; expected one of {', '.join(DEFAULTS)}")
+    settings = resolve_settings(analysis, settings)
+    config = read_run_config(run_dir)
+    data = load_data(config)
+    rows = _measure_run(analysis, _target(run_dir, config, data), data, config.data.dataset, settings)
+    return pd.DataFrame([{"run_dir": str(run_dir), "seed": config.seed, "layer": layer, "metric": metric,
+                          "value": value} for layer, metric, value in rows])
+
+
+def _target(run_dir, config, data) -> ModelUnderTest:
+    model = load_run_model(run_dir, config, data).model.float().eval()
+    return ModelUnderTest(model, data.num_classes, data.mean, data.std, config.evaluation.layers)
+
+
+def _sweep_rows(analysis: str, context: AnalysisContext) -> list[dict]:
+    """Rows of every done run, with the table's columns (alpha and epoch of its final evaluation)."""
+    settings = resolve_settings(analysis, context.settings)
+    final = context.table.drop_duplicates("run_id").set_index("run_id")[["alpha", "epoch"]].to_dict("index")
+    depth = context.table[context.table["unit"] == -1].drop_duplicates("layer").set_index("layer")["layer_index"]
+    datasets, rows = {}, []
+    for run in context.runs:
+        config = run.config
+        if config.data.dataset not in datasets:  # a sweep's runs share one dataset: load it once
+            datasets[config.data.dataset] = load_data(config)
+        data = datasets[config.data.dataset]
+        for layer, metric, value in _cached_rows(run.path, analysis, settings, lambda: _measure_run(
+                analysis, _target(run.path, config, data), data, config.data.dataset, settings)):
+            rows.append({
+                "run_id": run.run_id, "model": config.model.name, "dataset": config.data.dataset,
+                "alpha": float(final[run.run_id]["alpha"]), "alpha_label": run.alpha_label, "seed": config.seed,
+                "epoch": int(final[run.run_id]["epoch"]), "layer": layer,
+                "layer_index": int(depth.get(layer, -1)), "unit": -1, "metric": metric, "value": float(value)})
+    return rows
+
+
+def _cached_rows(run_dir: Path, analysis: str, settings: dict, measure) -> list:
+    """A run's rows for these settings, kept in the run folder: rebuilding a sweep's results does not
+    evaluate its runs again (the runs are done, so their models no longer change)."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    path = Path(run_dir) / f"analysis_{analysis}_{key}.json"
+    if path.is_file():
+        return [tuple(row) for row in json.loads(path.read_text())["rows"]]
+    rows = measure()
+    write_json(path, {"analysis": analysis, "settings": settings, "rows": [list(row) for row in rows]})
+    return rows
+
+
+@register_analysis("corruptions")
+def corruptions_analysis(context: AnalysisContext) -> list[dict]:
+    """Accuracy under common corruptions at 5 severities, per done run."""
+    return _sweep_rows("corruptions", context)
+
+
+@register_analysis("attacks")
+def attacks_analysis(context: AnalysisContext) -> list[dict]:
+    """Accuracy under white-box FGSM and PGD over an eps grid, per done run."""
+    return _sweep_rows("attacks", context)
+
+
+@register_analysis("dimensionality")
+def dimensionality_analysis(context: AnalysisContext) -> list[dict]:
+    """Per-layer dimensionality of the test activations and of a perturbation's change, per done run."""
+    return _sweep_rows("dimensionality", context)

@@ -1,0 +1,88 @@
+"""Report sections for corruptions, attacks, dimensionality and alpha schedules, from a synthetic tidy table."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from selectivity.report.build import write_report
+from selectivity.report.figures_robustness import schedule_comparison
+from selectivity.report.tables import condition_summary, prepare_table, run_network_table
+from tests.report_fixture import ACCURACY, SEED_OFFSET, _row, run_rows, sweep_table
+
+ROBUST = {-10.0: 0.30, -1.0: 0.25, 0.0: 0.20, 1.0: 0.15, 10.0: 0.10}  # planted corruption offset per alpha
+
+
+def robustness_rows(table: pd.DataFrame) -> list[dict]:
+    """Corruption, attack and dimensionality rows for every run of the table."""
+    rows = []
+    for (run_id, alpha, label, seed), _ in table.groupby(["run_id", "alpha", "alpha_label", "seed"]):
+        def add(layer, index, metric, value):
+            rows.append(_row(run_id, alpha, label, seed, layer, index, -1, metric, value))
+        for severity in range(1, 6):  # mean over severities 3 and over corruptions: ROBUST + 0.5 - 0.3 + seed
+            add("network", -1, f"corruption_accuracy:contrast:{severity}", ROBUST[alpha] + 0.5 - 0.1 * severity)
+            add("network", -1, f"corruption_accuracy:gaussian_noise:{severity}",
+                ROBUST[alpha] + 0.5 - 0.1 * severity + 0.02 * seed)
+        add("network", -1, "mean_corruption_accuracy", ROBUST[alpha] + 0.2 + 0.01 * seed)
+        for eps in (0, 0.5, 1):
+            add("network", -1, f"attack_accuracy:pgd:{eps:g}", 0.9 - 0.4 * eps - 0.01 * seed)
+            add("network", -1, f"attack_accuracy:fgsm:{eps:g}", 0.9 - 0.2 * eps)
+        for index in range(4):
+            add(f"layer{index + 1}.relu", index, "dim_pr", 3 + index + seed)
+            add(f"layer{index + 1}.relu", index, "perturbation_dim_pr", 2 + index)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def table():
+    base = sweep_table(with_cca=False)
+    schedule = pd.DataFrame([dict(row, alpha=0.0) for seed in (0, 1)
+                             for row in run_rows(-10.0, seed, label="-10x2,0", with_cca=False)])
+    base = pd.concat([base, schedule], ignore_index=True)
+    return pd.concat([base, pd.DataFrame(robustness_rows(base))], ignore_index=True)
+
+
+@pytest.mark.slow  # draws every figure of the report
+def test_each_section_is_drawn_with_its_csv(table, tmp_path):
+    write_report(table, tmp_path)
+    for stem in ("figR1_corruptions_vs_alpha", "figR2_attacks_vs_alpha", "figR3_dimensionality_vs_alpha",
+                 "figS_schedules_vs_constant"):
+        assert (tmp_path / f"{stem}.png").is_file() and (tmp_path / f"{stem}.svg").is_file(), stem
+    page = (tmp_path / "report.md").read_text()
+    headings = [line for line in page.splitlines() if line.startswith("### ")]
+    assert headings[-4:] == ["### R1. Common corruptions: accuracy vs alpha",
+                             "### R2. White-box attacks: accuracy vs alpha and eps",
+                             "### R3. Dimensionality per layer vs alpha", "### S. Alpha schedules vs constant alpha"]
+    corruptions = pd.read_csv(tmp_path / "corruptions_by_alpha.csv", dtype={"alpha_label": str}).set_index("alpha_label")
+    for alpha in ROBUST:
+        values = [ROBUST[alpha] + 0.2 + 0.01 * seed for seed in (0, 1, 2)]
+        half_width = stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / np.sqrt(3)
+        row = corruptions.loc[f"{alpha:g}"]
+        assert row["mean_corruption_accuracy_mean"] == pytest.approx(np.mean(values))
+        assert row["mean_corruption_accuracy_ci95"] == pytest.approx(half_width)
+        # per corruption: each run's mean over its 5 severities, then over seeds
+        assert row["gaussian_noise_mean"] == pytest.approx(ROBUST[alpha] + 0.2 + 0.02)
+        assert row["contrast_mean"] == pytest.approx(ROBUST[alpha] + 0.2)
+    attacks = pd.read_csv(tmp_path / "attacks_by_alpha.csv", dtype={"alpha_label": str}).set_index("alpha_label")
+    assert attacks.loc["0", "attack_accuracy:pgd:0.5_mean"] == pytest.approx(0.9 - 0.2 - 0.01)
+    dimensions = pd.read_csv(tmp_path / "dimensionality_by_layer.csv", dtype={"alpha_label": str})
+    first = dimensions[(dimensions["alpha_label"] == "1") & (dimensions["layer_index"] == 2)].iloc[0]
+    assert first["dim_pr_mean"] == pytest.approx(3 + 2 + 1) and first["perturbation_dim_pr_mean"] == 4
+
+
+def test_schedules_sit_beside_the_constants_they_use(table):
+    conditions = condition_summary(run_network_table(prepare_table(table)))
+    comparison = schedule_comparison(conditions)
+    assert comparison["alpha_label"].tolist() == ["-10x2,0", "-10", "0"]
+    assert comparison["kind"].tolist() == ["schedule", "constant", "constant"]
+    assert set(comparison["schedule"]) == {"-10x2,0"}
+    # the schedule's runs are the fixture's alpha=-10 runs, seeds 0 and 1
+    expected = np.mean([ACCURACY[-10.0] + SEED_OFFSET[seed] for seed in (0, 1)])
+    assert comparison.iloc[0]["test_accuracy_mean"] == pytest.approx(expected)
+    assert comparison.iloc[2]["test_accuracy_mean"] == pytest.approx(ACCURACY[0.0])
+
+
+@pytest.mark.slow
+def test_sections_without_rows_are_left_out(tmp_path):
+    write_report(sweep_table(with_cca=False), tmp_path)
+    assert not list(tmp_path.glob("figR*")) and not list(tmp_path.glob("figS*"))
+    assert "R1." not in (tmp_path / "report.md").read_text()

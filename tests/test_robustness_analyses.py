@@ -1,0 +1,107 @@
+"""The corruptions / attacks / dimensionality post-sweep analyses on a real (smoke-size) digits run."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from selectivity.config import ExperimentConfig, TrainSettings
+from selectivity.data import load_dataset
+from selectivity.data.batches import normalize_images
+from selectivity.errors import SelectivityError
+from selectivity.model_loading import load_run_model
+from selectivity.store import run_path
+from selectivity.sweep.analyses import AnalysisContext, get_analysis
+from selectivity.sweep.layout import SweepFolder, SweepRun
+from selectivity.sweep.results import run_rows, typed_table
+from selectivity.sweep.robustness_analyses import analyse_run, resolve_settings
+from selectivity.train import train_run
+
+IMAGES = 40
+pytestmark = pytest.mark.slow  # trains a (1-epoch digits) run first
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    config = ExperimentConfig(train=TrainSettings(epochs=1), seed=3, device="cpu")
+    run = SweepRun(config, "0", run_path(tmp_path_factory.mktemp("sweep") / "runs", config))
+    train_run(config, run.path, progress=False)
+    return run
+
+
+def analysis_rows(run, name, settings, folder) -> pd.DataFrame:
+    table = run_rows(run)
+    rows = get_analysis(name)(AnalysisContext(SweepFolder(folder), [run], table, settings))
+    return typed_table(rows)  # the results table's columns and dtypes, or it raises
+
+
+def clean_accuracy(run) -> float:
+    """Accuracy of the run's model on the first IMAGES test images, computed here directly."""
+    data = load_dataset("digits")
+    model = load_run_model(run.path, run.config, data).model.eval()
+    with torch.no_grad():
+        logits = model(normalize_images(data.test.images[:IMAGES], data.mean, data.std))
+    return (logits.argmax(1) == data.test.labels[:IMAGES]).double().mean().item()
+
+
+def test_attack_rows(run, tmp_path):
+    rows = analysis_rows(run, "attacks", {"images": IMAGES, "eps_255": [0, 16], "steps": 3}, tmp_path)
+    values = rows.set_index("metric")["value"]
+    assert set(values.index) == {"attack_accuracy:fgsm:0", "attack_accuracy:fgsm:16", "attack_accuracy:pgd:0",
+                                 "attack_accuracy:pgd:16"}
+    assert set(rows["layer"]) == {"network"} and set(rows["run_id"]) == {run.run_id} and set(rows["seed"]) == {3}
+    assert values["attack_accuracy:fgsm:0"] == pytest.approx(clean_accuracy(run))
+    assert values["attack_accuracy:pgd:16"] <= values["attack_accuracy:fgsm:16"] < values["attack_accuracy:fgsm:0"]
+
+
+def test_corruption_rows_from_files(run, tmp_path):
+    data = load_dataset("digits")
+    clean = data.test.images[:IMAGES].numpy().transpose(0, 2, 3, 1)  # [N, 8, 8, 1]
+    blank = np.zeros_like(clean)
+    np.save(tmp_path / "contrast.npy", np.concatenate([clean, clean, blank, blank, blank]))
+    np.save(tmp_path / "labels.npy", np.tile(data.test.labels[:IMAGES].numpy(), 5))
+    rows = analysis_rows(run, "corruptions", {"images": IMAGES, "corruptions": ["contrast"],
+                                              "folder": str(tmp_path)}, tmp_path)
+    values = rows.set_index("metric")["value"]
+    accuracy = clean_accuracy(run)
+    assert values["corruption_accuracy:contrast:1"] == pytest.approx(accuracy)
+    assert values["clean_subset_accuracy"] == pytest.approx(accuracy)
+    blank_accuracy = values["corruption_accuracy:contrast:5"]
+    assert values["mean_corruption_accuracy"] == pytest.approx((2 * accuracy + 3 * blank_accuracy) / 5)
+
+
+def test_dimensionality_rows_carry_the_runs_layer_order(run, tmp_path):
+    rows = analysis_rows(run, "dimensionality", {"images": IMAGES, "perturbation": "fgsm:8"}, tmp_path)
+    layers = rows[rows["layer"] != "network"]
+    depth = run_rows(run).drop_duplicates("layer").set_index("layer")["layer_index"]
+    assert set(layers["layer"]) == {"relu1", "relu2", "relu3", "relu4"}
+    assert all(row.layer_index == depth[row.layer] for row in layers.itertuples())
+    assert set(layers["metric"]) == {"dim_pcs", "dim_pr", "perturbation_dim_pcs", "perturbation_dim_pr"}
+    assert rows.loc[rows["metric"] == "dim_threshold", "value"].tolist() == [0.95]
+    # the one-run entry point gives the same numbers
+    single = analyse_run(run.path, "dimensionality", {"images": IMAGES, "perturbation": "fgsm:8"})
+    assert sorted(single["value"]) == pytest.approx(sorted(rows["value"]))
+
+
+def test_settings_are_checked():
+    assert resolve_settings("attacks", {"steps": 3})["eps_255"] == [0, 0.25, 0.5, 1, 2]
+    with pytest.raises(SelectivityError, match=r"unknown key\(s\) \['eps'\]; valid keys are"):
+        resolve_settings("attacks", {"eps": [1]})
+    with pytest.raises(SelectivityError, match="attacks.steps = '10'; expected a int"):
+        resolve_settings("attacks", {"steps": "10"})
+    with pytest.raises(SelectivityError, match="attacks.steps = True; expected a int"):
+        resolve_settings("attacks", {"steps": True})  # a bool is an int to Python, not to us
+
+
+def test_a_runs_rows_are_kept_for_the_same_settings(run, tmp_path, monkeypatch):
+    import selectivity.sweep.robustness_analyses as analyses
+
+    settings = {"images": 8, "eps_255": [0, 4], "attacks": ["fgsm"]}
+    first = analysis_rows(run, "attacks", settings, tmp_path)
+
+    def no_evaluation(*args):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(analyses, "_measure_run", no_evaluation)
+    pd.testing.assert_frame_equal(analysis_rows(run, "attacks", settings, tmp_path), first)
+    with pytest.raises(AssertionError, match="evaluated again"):  # other settings: other rows
+        analysis_rows(run, "attacks", {**settings, "images": 9}, tmp_path)
