@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except SelectivityError as error:
         print(f"selectivity {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(f"selectivity {args.command}: interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
-        return 130
+        return getattr(interrupt, "exit_code", 130)  # 143 for a sweep stopped by SIGTERM
 
 
 if __name__ == "__main__":
