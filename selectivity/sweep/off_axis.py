@@ -19,13 +19,13 @@ import warnings
 import numpy as np
 import torch
 
-from selectivity.atomic import atomic_path
 from selectivity.analysis.cca import SAMPLES_PER_UNIT_FOR_WARNING, cca_distance, subsample_units
 from selectivity.capture import UnitCapture
 from selectivity.data.base import DatasetSplits
 from selectivity.data.batches import normalize_images
 from selectivity.errors import SelectivityError
 from selectivity.sweep.analyses import AnalysisContext, register_analysis
+from selectivity.sweep.analysis_cache import cached_arrays
 from selectivity.sweep.layout import SweepRun
 from selectivity.model_loading import load_run_model
 from selectivity.train.setup import load_data
@@ -38,13 +38,17 @@ def is_unregularized(run: SweepRun) -> bool:
     return run.alpha_label in ("0", "0.0")
 
 
-@torch.no_grad()
 def layer_activations(run: SweepRun, data: DatasetSplits, num_images: int) -> dict[str, np.ndarray]:
-    """{layer: [N, U] float64} of the run's final model on the first `num_images` test images."""
+    """{layer: [N, U] float64} of the run's final model on the first `num_images` test images.
+
+    Cached in the run folder, keyed to the checkpoint it came from (a redone run is recomputed).
+    """
     cache = run.path / f"activations_test_{num_images}.npz"
-    if cache.exists():
-        with np.load(cache) as stored:
-            return {name: stored[name] for name in stored.files}
+    return cached_arrays(cache, run.directory.checkpoint_path, lambda: _compute_activations(run, data, num_images))
+
+
+@torch.no_grad()
+def _compute_activations(run: SweepRun, data: DatasetSplits, num_images: int) -> dict[str, np.ndarray]:
     config = run.config
     model = load_run_model(run.path, config, data).model.eval()
     collected: dict[str, list[torch.Tensor]] = {}
@@ -54,10 +58,7 @@ def layer_activations(run: SweepRun, data: DatasetSplits, num_images: int) -> di
             model(normalize_images(images, data.mean, data.std))
             for name, units in capture.activations.items():
                 collected.setdefault(name, []).append(units.double())
-    activations = {name: torch.cat(parts).numpy() for name, parts in collected.items()}
-    with atomic_path(cache) as tmp, open(tmp, "wb") as file:
-        np.savez(file, **activations)
-    return activations
+    return {name: torch.cat(parts).numpy() for name, parts in collected.items()}
 
 
 def _distance(x: np.ndarray, y: np.ndarray, method: str, max_units: int) -> float | None:
