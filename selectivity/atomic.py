@@ -6,6 +6,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from selectivity.errors import SelectivityError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -46,3 +48,28 @@ def write_table(path: str | os.PathLike, frame) -> None:
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, index=False)
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create `folder` if needed and prove a file can be written there, before any long work.
+
+    Args:
+        folder: where a command will write its outputs.
+    Returns:
+        The folder as a Path.
+    Raises:
+        SelectivityError: it cannot be created or written to (one line naming it and why).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as error:
+        raise SelectivityError(f"cannot write to {folder} ({error.strerror or error}); "
+                               "expected a writable folder with free space") from None
+    return folder

@@ -2,6 +2,7 @@
 import shlex
 import sys
 
+from selectivity.atomic import check_writable
 from selectivity.claims import DEFAULT_STALE_AFTER
 from selectivity.cli.report_command import DEFAULT_MARGIN_POINTS
 from selectivity.sweep import make_executor, open_sweep, parse_set_values, run_sweep
@@ -57,6 +58,7 @@ def run(args) -> int:
 def _sweep(args) -> int:
     assignments = [assignment for group in args.assignments for assignment in group]
     name, folder, runs, analyses = open_sweep(args.spec, args.store, parse_set_values(assignments))
+    check_writable(folder.path)  # before any run starts
     executor = make_executor(args.executor, workers=args.workers, address=args.address,
                              runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run)
     alphas, seeds = len({run.alpha_label for run in runs}), len({run.config.seed for run in runs})

@@ -13,7 +13,11 @@ class DamagedCheckpoint(Exception):
 
 
 def save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, epoch: int, step: int) -> None:
-    """Atomically write the state after `epoch` finished epochs (a crash leaves the old file)."""
+    """Atomically write the state after `epoch` finished epochs (a crash leaves the old file).
+
+    Raises:
+        OSError: the file could not be written (torch reports a full disk as a RuntimeError).
+    """
     state = {
         "epoch": epoch,
         "step": step,
@@ -22,7 +26,10 @@ def save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, ep
         "generator": generator.get_state(),
     }
     with atomic.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as error:  # torch's stream writer wraps the write's OSError
+            raise OSError(f"could not write the checkpoint {path}: {error}") from error
 
 
 def load_checkpoint(path: Path, model, optimizer, generator: torch.Generator) -> tuple[int, int] | None:
