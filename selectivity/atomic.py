@@ -1,4 +1,5 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one."""
+import errno
 import json
 import os
 import tempfile
@@ -51,7 +52,9 @@ def write_table(path: str | os.PathLike, frame) -> None:
 
 
 def check_writable(folder: str | os.PathLike) -> Path:
-    """Create `folder` if needed and prove a file can be written there, before any long work.
+    """Prove that files can be written in `folder` (or where it would be created), before long work.
+
+    Nothing is created: a probe file is written and removed in the nearest folder that exists.
 
     Args:
         folder: where a command will write its outputs.
@@ -61,13 +64,17 @@ def check_writable(folder: str | os.PathLike) -> Path:
         SelectivityError: it cannot be created or written to (one line naming it and why).
     """
     folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        descriptor, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
         try:
-            os.write(fd, b"ok")
+            os.write(descriptor, b"ok")
         finally:
-            os.close(fd)
+            os.close(descriptor)
             os.unlink(probe)
     except OSError as error:
         raise SelectivityError(f"cannot write to {folder} ({error.strerror or error}); "
