@@ -139,6 +139,9 @@ class RunDirectory:
                 return False
             raise
 
+    def summary(self) -> dict:
+        return json.loads(self.done_path.read_text())["summary"]
+
     def move_aside(self, paths: list[Path], reason: str) -> Path | None:
         """Move those of `paths` that exist into a new damaged-<UTC time>-<pid>/ folder of the run.
 
@@ -172,6 +175,3 @@ def is_damage(error: BaseException) -> bool:
     if isinstance(error, OSError):
         return error.errno is None
     return isinstance(error, (ValueError, KeyError, TypeError, ArrowException))
-
-    def summary(self) -> dict:
-        return json.loads(self.done_path.read_text())["summary"]
