@@ -61,12 +61,16 @@ def wait_for_first_checkpoint(process: subprocess.Popen, runs_dir: Path) -> Path
     raise AssertionError(f"no checkpoint appeared; sweep output: {process.communicate()}")
 
 
-def tgkill(pid: int, thread_id: int, signum: int) -> None:
-    """Send a signal to one thread of another process (Linux tgkill): where the kernel may put it."""
+def signal_another_thread(pid: int, signum: int) -> None:
+    """Send a signal to one non-main thread of process `pid` (Linux tgkill), as the kernel may."""
     if SYS_TGKILL is None or not sys.platform.startswith("linux"):
         pytest.skip(f"tgkill's syscall number on {platform.machine()} is not known here")
     libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.syscall(SYS_TGKILL, pid, thread_id, signum) == 0, os.strerror(ctypes.get_errno())
+    threads = sorted((int(name) for name in os.listdir(f"/proc/{pid}/task") if int(name) != pid), reverse=True)
+    for thread_id in threads:  # a thread that just ended (ESRCH): try the next one
+        if libc.syscall(SYS_TGKILL, pid, thread_id, signum) == 0:
+            return
+    raise AssertionError(f"no thread of {pid} besides the main one took the signal: {threads}")
 
 
 def started(store: Path) -> list[str]:
@@ -100,8 +104,7 @@ def test_ctrl_c_delivered_to_another_thread_of_the_driver_still_stops_the_sweep(
     store = tmp_path / "sweep"
     process = cli_sweep(spec, store, "--workers", "1", epoch_seconds=0.2)
     run_dir = wait_for_first_checkpoint(process, store / "runs")
-    threads = sorted(int(name) for name in os.listdir(f"/proc/{process.pid}/task") if int(name) != process.pid)
-    tgkill(process.pid, threads[-1], signal.SIGINT)
+    signal_another_thread(process.pid, signal.SIGINT)
     output = process.communicate(timeout=60)
     assert process.returncode == 130 and "Resume with: selectivity sweep" in output[1], output
     assert not (run_dir / "done.json").exists() and len(started(store)) == 1, output
@@ -160,3 +163,15 @@ def test_a_pool_worker_stops_once_and_then_starts_no_queued_run(tmp_path, monkey
                    sweep_path=str(folder.path), trainer=FAKE)
     assert executors._run_in_worker(task).status == "interrupted"
     assert not run.path.exists() and started(folder.path) == []
+
+
+def test_a_table_missing_a_run_counted_done_is_never_written(tmp_path, monkeypatch):
+    """The last line of defence against a partial table replacing a complete one."""
+    from selectivity.sweep import driver
+
+    spec = write_spec(tmp_path, alphas="[-1, 0]", seeds=1, epochs=2)
+    store = tmp_path / "sweep"
+    build = driver.build_results
+    monkeypatch.setattr(driver, "build_results", lambda runs, folder, analyses: build(runs[:1], folder, analyses))
+    assert main(["sweep", str(spec), "--store", str(store), "--workers", "0", "--trainer", FAKE, "--no-progress"]) == 2
+    assert not (store / "results.parquet").exists() and not (store / "results.csv").exists()
