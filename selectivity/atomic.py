@@ -1,10 +1,13 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one."""
+import errno
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from selectivity.errors import SelectivityError
 
 
 @contextmanager
@@ -46,3 +49,34 @@ def write_table(path: str | os.PathLike, frame) -> None:
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, index=False)
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Prove that files can be written in `folder` (or where it would be created), before long work.
+
+    Nothing is created: a probe file is written and removed in the nearest folder that exists.
+
+    Args:
+        folder: where a command will write its outputs.
+    Returns:
+        The folder as a Path.
+    Raises:
+        SelectivityError: it cannot be created or written to (one line naming it and why).
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        descriptor, probe = tempfile.mkstemp(prefix=".write-check.", dir=existing)
+        try:
+            os.write(descriptor, b"ok")
+        finally:
+            os.close(descriptor)
+            os.unlink(probe)
+    except OSError as error:
+        raise SelectivityError(f"cannot write to {folder} ({error.strerror or error}); "
+                               "expected a writable folder with free space") from None
+    return folder

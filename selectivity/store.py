@@ -8,14 +8,19 @@
         units_epoch<N>.parquet  the per-unit table at evaluation epoch N (evaluation.save_units only)
         done.json       written last; names what the finished run must hold
         failed.json     reason and epoch of a run that failed (its last good checkpoint stays)
+        damaged-<UTC time>-<pid>/  files found damaged, moved aside (never deleted) before a redo
 
 A run counts as done only when done.json exists and every file it names is whole, so a
 truncated or half-written folder is redone, never read as a result.
 """
 import json
+import os
+import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
+from pyarrow import ArrowException
 
 from selectivity import atomic
 from selectivity.config import ExperimentConfig, config_hash, non_default_settings, to_dict
@@ -42,20 +47,36 @@ class RunDirectory:
 
     # --- settings ---------------------------------------------------------------------------
     def claim_settings(self, config: ExperimentConfig) -> None:
-        """Write config.json, or check that the folder already holds this very run."""
-        if self.config_path.exists():
-            stored = json.loads(self.config_path.read_text())
-            if stored.get("hash") != config_hash(config) or stored.get("config", {}).get("seed") != config.seed:
+        """Write config.json, or check that the folder already holds this very run.
+
+        A config.json that cannot be parsed is moved aside and written again: the folder's
+        name is the settings hash, so the caller's config is the one that belongs here.
+        """
+        record = {"hash": config_hash(config), "non_default": non_default_settings(config), "config": to_dict(config)}
+        stored = self._stored_settings()
+        if stored is not None:
+            if stored.get("hash") != record["hash"] or stored.get("config", {}).get("seed") != config.seed:
                 raise SelectivityError(
                     f"{self.path} holds a different run (settings {stored.get('non_default')}, "
                     f"seed {stored.get('config', {}).get('seed')}); expected an empty folder or the same run"
                 )
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(
-            self.config_path,
-            {"hash": config_hash(config), "non_default": non_default_settings(config), "config": to_dict(config)},
-        )
+        atomic.write_json(self.config_path, record)
+
+    def _stored_settings(self) -> dict | None:
+        """config.json's content; None if it is absent or was damaged (and is now moved aside)."""
+        try:
+            stored = json.loads(self.config_path.read_text())
+            if isinstance(stored, dict) and isinstance(stored.get("config"), dict):
+                return stored
+            problem = "config.json does not hold a run's settings"
+        except FileNotFoundError:
+            return None
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+            problem = f"config.json cannot be parsed ({type(error).__name__})"
+        self.move_aside([self.config_path], problem)
+        return None
 
     # --- metrics ----------------------------------------------------------------------------
     def read_metrics(self, strict: bool = True) -> list[dict]:
@@ -112,7 +133,12 @@ class RunDirectory:
         return json.loads(self.failed_path.read_text()) if self.failed_path.exists() else None
 
     def is_done(self) -> bool:
-        """True only for a finished run whose files are all whole and agree with done.json."""
+        """True only for a finished run whose files are all whole and agree with done.json.
+
+        Raises:
+            OSError: a file could not be read (permissions, an I/O error): that says nothing
+                about the run, so it is not answered with "not done" (which would redo it).
+        """
         try:
             done = json.loads(self.done_path.read_text())
             return bool(
@@ -120,8 +146,46 @@ class RunDirectory:
                 and len(self.read_units()) == done["units"]
                 and json.loads(self.config_path.read_text())["hash"]
             )
-        except Exception:  # any missing, truncated or unreadable file: not a result
+        except FileNotFoundError:  # not finished (or a file was removed): not a result
             return False
+        except Exception as error:
+            if is_damage(error):
+                return False
+            raise
 
     def summary(self) -> dict:
         return json.loads(self.done_path.read_text())["summary"]
+
+    def move_aside(self, paths: list[Path], reason: str) -> Path | None:
+        """Move those of `paths` that exist into a new damaged-<UTC time>-<pid>/ folder of the run.
+
+        Damage is kept for a person to look at, never deleted; one line names where it went.
+
+        Args:
+            paths: files of this run folder.
+            reason: why they are moved (printed).
+        Returns:
+            The folder they were moved to, or None if none of them existed.
+        """
+        present = [path for path in paths if path.exists()]
+        if not present:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        folder = Path(tempfile.mkdtemp(prefix=f"damaged-{stamp}-{os.getpid()}-", dir=self.path))
+        for path in present:
+            os.replace(path, folder / path.name)
+        print(f"moved aside {', '.join(path.name for path in present)} of {self.path} ({reason}) to {folder}",
+              flush=True)
+        return folder
+
+
+def is_damage(error: BaseException) -> bool:
+    """True when `error` says a file's content is damaged (cannot be parsed), not that reading failed.
+
+    Parsers report damage as ValueError (JSON, pyarrow's ArrowInvalid, SelectivityError), KeyError
+    or TypeError (a wrong structure), or, for corrupt Parquet pages, an OSError without an errno;
+    an OSError with an errno (EACCES, EIO, ...) is the system failing to read, which is not damage.
+    """
+    if isinstance(error, OSError):
+        return error.errno is None
+    return isinstance(error, (ValueError, KeyError, TypeError, ArrowException))

@@ -1,4 +1,5 @@
 """Run claims: exclusive, stale when their worker is gone, taken over exactly once under races."""
+import contextlib
 import json
 import multiprocessing
 import os
@@ -103,3 +104,32 @@ def test_racing_processes_claim_each_run_exactly_once(tmp_path):
     for process in processes:
         process.join()
     assert sorted(index for indices in won for index in indices) == list(range(FOLDERS))
+
+
+def _claim_without_a_shared_lock(run_dir: str, barrier, results) -> None:  # in a forked process
+    """A claimer whose flock excludes no one (another host on NFS) and who reads "unclaimed" at
+    the very moment every other claimer does: only O_EXCL can stop all of them winning."""
+    claims._locked = lambda _: contextlib.nullcontext()
+    read_claim = claims.read_claim
+
+    def read_then_wait_for_the_others(path):
+        found = read_claim(path)
+        barrier.wait()
+        return found
+
+    claims.read_claim = read_then_wait_for_the_others
+    results.put(claims.try_claim(run_dir) is not None)
+
+
+def test_of_many_claimers_that_all_saw_the_run_unclaimed_exactly_one_wins(tmp_path):
+    claimers = 6
+    context = multiprocessing.get_context("fork")  # cheap: the claimers need nothing but this module
+    barrier, results = context.Barrier(claimers), context.Queue()
+    processes = [context.Process(target=_claim_without_a_shared_lock, args=(str(tmp_path), barrier, results))
+                 for _ in range(claimers)]
+    for process in processes:
+        process.start()
+    won = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join()
+    assert sorted(won) == [False] * (claimers - 1) + [True]

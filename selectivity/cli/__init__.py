@@ -1,6 +1,7 @@
 """The `selectivity` command: one subcommand per job (measure, train, sweep, status, report, ablate, topk)."""
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
@@ -42,13 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line_warnings(args.command)
-            return int(args.run(args) or 0)
+            code = int(args.run(args) or 0)
+        sys.stdout.flush()  # here, so a closed pipe is reported below and not at exit
+        return code
+    except BrokenPipeError:  # `selectivity status | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141  # 128 + SIGPIPE, as for any program whose pipe was closed
     except SelectivityError as error:
         print(f"selectivity {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except OSError as error:  # a full disk, a folder that cannot be written: one line, not a traceback
+        print(f"selectivity {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interrupt:
         print(f"selectivity {args.command}: interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
-        return 130
+        return getattr(interrupt, "exit_code", 130)  # 143 for a sweep stopped by SIGTERM
 
 
 if __name__ == "__main__":

@@ -181,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers)
     device = resolve_device_checked(args.device)
     loaded, data = load_model_and_data(args)
+    out = atomic.check_writable(args.out or f"measure-{loaded.label}-{data.name}")  # before measuring
     for note in loaded.notes:  # how a foreign checkpoint was read and renamed, before any number
         print(f"weights: {note}", file=sys.stdout)
     mean, std = resolve_normalization(args.normalize or loaded.normalization, data)
@@ -193,7 +194,6 @@ def run(args: argparse.Namespace) -> int:
         shuffles=None if args.shuffles is None else ShuffleSettings(args.shuffles, args.bins, args.shuffle_seed),
     )
     check_layers_seen(layers, measurement)
-    out = Path(args.out or f"measure-{loaded.label}-{data.name}")
     summary = summary_record(measurement, loaded, data, args, len(split), mean, std)
     write_outputs(out, measurement, summary)
     print(format_summary(summary, measurement, out), file=sys.stdout)

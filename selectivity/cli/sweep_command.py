@@ -1,12 +1,13 @@
 """`selectivity sweep SPEC`: run every run of an alpha x seed sweep that is not done yet."""
 import shlex
-import signal
 import sys
 
+from selectivity.atomic import check_writable
 from selectivity.claims import DEFAULT_STALE_AFTER
 from selectivity.cli.report_command import DEFAULT_MARGIN_POINTS
 from selectivity.sweep import make_executor, open_sweep, parse_set_values, run_sweep
 from selectivity.sweep.executors import RUNS_PER_GPU
+from selectivity.sweep.stopping import stop_on_signals
 from selectivity.sweep.worker import DEFAULT_TRAINER
 
 
@@ -49,21 +50,15 @@ def _resume_command(args) -> str:
     return " ".join(shlex.quote(word) for word in words)
 
 
-def _stop_like_ctrl_c(signum, frame):
-    raise KeyboardInterrupt  # a scheduler's SIGTERM (preemption) stops the sweep as Ctrl-C does
-
-
 def run(args) -> int:
-    previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
-    try:
+    with stop_on_signals():  # Ctrl-C (130) and a scheduler's SIGTERM (143) stop the sweep within seconds
         return _sweep(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _sweep(args) -> int:
     assignments = [assignment for group in args.assignments for assignment in group]
     name, folder, runs, analyses = open_sweep(args.spec, args.store, parse_set_values(assignments))
+    check_writable(folder.path)  # before any run starts
     executor = make_executor(args.executor, workers=args.workers, address=args.address,
                              runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run)
     alphas, seeds = len({run.alpha_label for run in runs}), len({run.config.seed for run in runs})
@@ -71,10 +66,10 @@ def _sweep(args) -> int:
     try:
         result = run_sweep(name, folder, runs, executor, analyses, retry_failed=args.retry_failed,
                            stale_after=args.stale_after, progress=not args.no_progress, trainer=args.trainer)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(f"sweep {name}: interrupted; finished runs and checkpoints are kept. "
               f"Resume with: {_resume_command(args)}", file=sys.stderr)
-        return 130
+        return getattr(interrupt, "exit_code", 130)
     finally:
         executor.close()
     print(f"sweep {name}: {result.done} of {result.total} done, {len(result.failed)} failed; "

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from selectivity import paths
+from selectivity.atomic import check_writable
 from selectivity.cli.options import add_set_option
 from selectivity.config import load_config, parse_assignments
 from selectivity.store import run_path
@@ -52,7 +53,7 @@ def run(args) -> int:
     from selectivity.train import RunFailed, train_run  # torch-heavy: import only when training
 
     config = load_config(args.config, overrides_from(args))
-    run_dir = run_path(args.out or paths.runs_root() / "train", config)
+    run_dir = check_writable(run_path(args.out or paths.runs_root() / "train", config))  # before any training
     print(f"run folder: {run_dir}", flush=True)
     try:
         summary = train_run(config, run_dir, progress=not args.no_progress)

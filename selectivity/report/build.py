@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from selectivity.atomic import write_text
+from selectivity.atomic import check_writable, write_text
 from selectivity.errors import SelectivityError
 from selectivity.report import figures_alpha, figures_toolkit, figures_units
 from selectivity.report.comparison import DEFAULT_MARGIN_POINTS, check_margin
@@ -182,4 +182,5 @@ def report_sweep(sweep_dir: Path, out_dir: Path | None = None, margin: float = D
     if not sweep_dir.exists():
         raise SelectivityError(f"sweep {sweep_dir} does not exist: expected a sweep folder or results file")
     base = sweep_dir if sweep_dir.is_dir() else sweep_dir.parent
-    return write_report(load_results(sweep_dir), Path(out_dir) if out_dir else base / "report", margin=margin)
+    out = check_writable(Path(out_dir) if out_dir else base / "report")  # before any figure is drawn
+    return write_report(load_results(sweep_dir), out, margin=margin)

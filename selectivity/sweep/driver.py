@@ -7,12 +7,15 @@ covers the whole grid; a run whose worker died is retried once, then recorded as
 """
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from selectivity import claims
+from selectivity.errors import SelectivityError
+from selectivity.sweep import stopping
 from selectivity.sweep.layout import SweepFolder, SweepRun
 from selectivity.sweep.results import build_results, write_results
 from selectivity.sweep.run_state import run_state
@@ -52,14 +55,19 @@ def _record_crash(run: SweepRun, reason: str, stale_after: float) -> None:
 
 
 def _wait_for_others(waiting: list[SweepRun], options: _Options, bar: tqdm) -> list[SweepRun]:
-    """Block until some runs claimed by other workers are no longer running; return those."""
+    """Block until some run claimed by another worker is no longer running.
+
+    Returns:
+        Every run of `waiting`, to dispatch again: a free one is taken (or found done), one
+        still held comes back "busy" and is waited for in the next round. Returning only
+        the free ones dropped the rest from the sweep, which then wrote a table without them.
+    """
     holders = {run_state(run.directory, options.stale_after).detail for run in waiting}
     bar.write(f"waiting for {len(waiting)} run(s) claimed by other workers ({', '.join(sorted(holders))})")
-    while True:
-        free = [run for run in waiting if run_state(run.directory, options.stale_after).state != "running"]
-        if free:
-            return free
+    while all(run_state(run.directory, options.stale_after).state == "running" for run in waiting):
+        stopping.check()
         time.sleep(options.poll_seconds)
+    return waiting
 
 
 def _dispatch(runs: list[SweepRun], folder: SweepFolder, executor, options: _Options,
@@ -77,22 +85,28 @@ def _dispatch(runs: list[SweepRun], folder: SweepFolder, executor, options: _Opt
                      threads=executor.threads_per_run, device=executor.device_for(i), trainer=options.trainer)
              for i, run in enumerate(runs)]
     crashed, waiting = [], []
-    for outcome in executor.run(tasks):
-        run = by_id[outcome.run_id]
-        if outcome.status in ("busy", "lost"):
-            waiting.append(run)
-            continue
-        if outcome.status == "crashed":
-            crashed.append(run)
-            _line(bar, outcome, run, result)
-            continue
-        if outcome.status == "failed":
-            result.failed[outcome.run_id] = outcome.reason
-        else:  # done, already_done
-            result.done += 1
-        bar.update(1)
-        _line(bar, outcome, run, result)
+    with closing(executor.run(tasks)) as outcomes:  # leaving early (a stop) stops the executor's workers
+        for outcome in outcomes:
+            _count(outcome, by_id[outcome.run_id], result, crashed, waiting, bar)
     return crashed, (_wait_for_others(waiting, options, bar) if waiting else [])
+
+
+def _count(outcome: RunOutcome, run: SweepRun, result: SweepResult, crashed: list, waiting: list,
+           bar: tqdm) -> None:
+    """Add one outcome to the result, or to the runs to try again (crashed, or held by others)."""
+    if outcome.status in ("busy", "lost"):
+        waiting.append(run)
+        return
+    if outcome.status == "crashed":
+        crashed.append(run)
+        _line(bar, outcome, run, result)
+        return
+    if outcome.status == "failed":
+        result.failed[outcome.run_id] = outcome.reason
+    else:  # done, already_done
+        result.done += 1
+    bar.update(1)
+    _line(bar, outcome, run, result)
 
 
 def _line(bar: tqdm, outcome: RunOutcome, run: SweepRun, result: SweepResult) -> None:
@@ -152,6 +166,18 @@ def run_sweep(name: str, folder: SweepFolder, runs: list[SweepRun], executor, an
                 result.failed[run.run_id] = reason
                 bar.update(1)
     table = build_results(runs, folder, analyses)
+    _check_complete(result, table)
     write_results(folder, table)
     result.results_path = folder.results_parquet
     return result
+
+
+def _check_complete(result: SweepResult, table) -> None:
+    """Refuse to write a table that lacks a run this sweep counted as done (never overwrite a
+    complete table with a partial one): every run must be accounted for, and every done run in it."""
+    tabled = table["run_id"].nunique()
+    if result.done + len(result.failed) != result.total or tabled < result.done:
+        raise SelectivityError(
+            f"the results table would hold {tabled} runs but {result.done} of {result.total} runs were counted done "
+            f"and {len(result.failed)} failed (another process changed run folders meanwhile?); the table was not "
+            "written: expected every run done or failed, rerun the sweep")

@@ -13,12 +13,14 @@ outcome; the driver decides whether to retry.
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Iterator
 
 from selectivity.errors import SelectivityError
+from selectivity.sweep import stopping
 from selectivity.sweep.worker import RunOutcome, RunTask, run_task
 
 RUNS_PER_GPU = 4  # on an H200, 8 concurrent ResNet20 runs gave ~1.7x the throughput of one
@@ -46,10 +48,16 @@ def _crashed(task: RunTask, error: BaseException) -> RunOutcome:
 
 
 # --- local processes -------------------------------------------------------------------------
+STOP_GRACE_SECONDS = 30.0  # a worker still busy this long after SIGTERM is killed (its run resumes)
 _task_running = False
+_stopping = False
 
 
 def _stop_on_terminate(signum, frame):
+    global _stopping
+    if _stopping:
+        return  # a second SIGTERM (the group's and the driver's) must not break the first one's cleanup
+    _stopping = True
     if _task_running:
         raise KeyboardInterrupt  # unwinds the run: its claim is released, its checkpoint stays
     sys.exit(0)
@@ -63,16 +71,25 @@ def _worker_init() -> None:
 
 
 def _run_in_worker(task: RunTask) -> RunOutcome:
+    """run_task, except in a worker told to stop: the pool would otherwise start its next run."""
     global _task_running
+    if _stopping:
+        return RunOutcome(task.run_id, "interrupted", "not started: the worker was stopping")
     _task_running = True
     try:
         return run_task(task)
+    except KeyboardInterrupt:
+        return RunOutcome(task.run_id, "interrupted", "stopped by SIGTERM; resumes from its checkpoint")
     finally:
         _task_running = False
 
 
 class LocalExecutor:
-    """A pool of `workers` spawned processes (spawn: CUDA cannot be forked)."""
+    """A pool of `workers` spawned processes (spawn: CUDA cannot be forked).
+
+    Runs are submitted one per free worker, never queued ahead in the pool, so a stopped
+    sweep starts nothing new.
+    """
 
     def __init__(self, workers: int):
         if workers < 1:
@@ -86,33 +103,55 @@ class LocalExecutor:
         """Spread runs over GPUs round-robin; None keeps the config's device."""
         return f"cuda:{index % self.gpus}" if self.gpus > 1 else None
 
-    def run(self, tasks: list[RunTask]) -> Iterator[RunOutcome]:
+    def _submit(self, task: RunTask) -> tuple[Future, ProcessPoolExecutor]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_worker_init)
-        pool = self._pool
-        futures = {pool.submit(_run_in_worker, task): task for task in tasks}
+        return self._pool.submit(_run_in_worker, task), self._pool
+
+    def _outcome(self, future: Future, task: RunTask, pool: ProcessPoolExecutor) -> RunOutcome:
         try:
-            for future in as_completed(futures):
-                try:
-                    yield future.result()
-                except BrokenProcessPool as error:  # a worker was killed: every task in flight is lost
-                    if self._pool is pool:  # the next run() starts a fresh pool
-                        pool.shutdown(wait=False)
-                        self._pool = None
-                    yield _crashed(futures[future], error)
-                except Exception as error:  # run_task itself failed (e.g. the disk is full)
-                    yield _crashed(futures[future], error)
+            outcome = future.result()
+        except BrokenProcessPool as error:  # a worker was killed: every task in flight is lost
+            if self._pool is pool:  # the next submit starts a fresh pool
+                pool.shutdown(wait=False)
+                self._pool = None
+            return _crashed(task, error)
+        except Exception as error:  # run_task itself failed (e.g. the disk is full)
+            return _crashed(task, error)
+        if outcome.status == "interrupted":  # someone SIGTERMed this worker alone: retried like a crash
+            return RunOutcome(task.run_id, "crashed", f"worker process was stopped ({outcome.reason})")
+        return outcome
+
+    def run(self, tasks: list[RunTask]) -> Iterator[RunOutcome]:
+        waiting, in_flight = list(tasks), {}
+        try:
+            while waiting or in_flight:
+                stopping.check()
+                while waiting and len(in_flight) < self.workers:
+                    task = waiting.pop(0)
+                    future, pool = self._submit(task)
+                    in_flight[future] = (task, pool)
+                # short waits: the main thread must look at stop requests (see selectivity.sweep.stopping)
+                finished, _ = wait(in_flight, timeout=stopping.POLL_SECONDS, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield self._outcome(future, *in_flight.pop(future))
         except (KeyboardInterrupt, GeneratorExit):
             self._stop()
             raise
 
     def _stop(self) -> None:
+        """SIGTERM every worker (its run unwinds and keeps its checkpoint); kill one that hangs."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        for process in list(getattr(pool, "_processes", {}).values()):
+        processes = [process for process in list(getattr(pool, "_processes", {}).values()) if process.is_alive()]
+        for process in processes:
+            process.terminate()  # SIGTERM -> KeyboardInterrupt inside the run (see _worker_init)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
-                process.terminate()  # SIGTERM -> KeyboardInterrupt inside the run (see _worker_init)
+                process.kill()  # the run resumes from its last checkpoint; its claim goes stale with it
         pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
@@ -131,6 +170,7 @@ class InlineExecutor:
 
     def run(self, tasks: list[RunTask]) -> Iterator[RunOutcome]:
         for task in tasks:
+            stopping.check()  # a stop whose exception was lost still stops the queue
             yield run_task(task)
 
     def close(self) -> None:

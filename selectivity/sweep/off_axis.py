@@ -27,12 +27,12 @@ from scipy import stats
 
 from selectivity.analysis.cca import SAMPLES_PER_UNIT_FOR_WARNING, pwcca_similarity, subsample_units, svcca_similarity
 from selectivity.analysis.cka import linear_cka
-from selectivity.atomic import atomic_path
 from selectivity.data.base import DatasetSplits
 from selectivity.errors import SelectivityError
 from selectivity.measure import unit_activations
 from selectivity.model_loading import load_run_model
 from selectivity.sweep.analyses import AnalysisContext, register_analysis
+from selectivity.sweep.analysis_cache import cached_arrays
 from selectivity.sweep.layout import SweepRun
 from selectivity.train.setup import load_data
 
@@ -50,22 +50,21 @@ def is_unregularized(run: SweepRun) -> bool:
 def layer_activations(run: SweepRun, data: DatasetSplits, num_images: int) -> dict[str, np.ndarray]:
     """{layer: [N, U]} of the run's final model on the first `num_images` test images, cached.
 
-    The cache's name says what it holds (test split, first N images, eval pass); arrays keep
-    the model's float dtype so CCA applies that dtype's rank tolerance.
+    The cache's name says what it holds (test split, first N images, eval pass) and it is
+    keyed to the checkpoint it came from, so a redone run is recomputed; arrays keep the
+    model's float dtype so CCA applies that dtype's rank tolerance.
     """
     cache = run.path / f"off_axis_activations_test_first{num_images}_eval.npz"
-    if cache.exists():
-        with np.load(cache) as stored:
-            return {name: stored[name] for name in stored.files}
+    return cached_arrays(cache, run.directory.checkpoint_path, lambda: _compute_activations(run, data, num_images))
+
+
+def _compute_activations(run: SweepRun, data: DatasetSplits, num_images: int) -> dict[str, np.ndarray]:
     config = run.config
     model = load_run_model(run.path, config, data).model
     activations = unit_activations(model, data.test, data.mean, data.std, num_images,
                                    config.evaluation.layers, config.evaluation.batch_size)
-    arrays = {name: units.float().numpy() if units.dtype.itemsize < 4 else units.numpy()
-              for name, units in activations.items()}  # numpy has no bfloat16
-    with atomic_path(cache) as tmp, open(tmp, "wb") as file:
-        np.savez(file, **arrays)
-    return arrays
+    return {name: units.float().numpy() if units.dtype.itemsize < 4 else units.numpy()
+            for name, units in activations.items()}  # numpy has no bfloat16
 
 
 def ratio_of_means_interval(numerator, denominator, confidence: float = CONFIDENCE) -> tuple[float, float, float]:

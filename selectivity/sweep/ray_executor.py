@@ -8,6 +8,7 @@ across clusters.
 from typing import Iterator
 
 from selectivity.errors import SelectivityError
+from selectivity.sweep import stopping
 from selectivity.sweep.worker import RunOutcome, RunTask, run_task
 
 
@@ -49,7 +50,10 @@ class RayExecutor:
         pending = list(references)
         try:
             while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
+                stopping.check()  # short waits: a stop signal may reach another thread (sweep/stopping.py)
+                ready, pending = ray.wait(pending, num_returns=1, timeout=stopping.POLL_SECONDS)
+                if not ready:
+                    continue
                 try:
                     yield ray.get(ready[0])
                 except ray.exceptions.RayError as error:  # the worker died, or the task could not run

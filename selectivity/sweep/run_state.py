@@ -22,7 +22,7 @@ import pyarrow.parquet as parquet
 
 from selectivity import atomic
 from selectivity.claims import DEFAULT_STALE_AFTER, claim_is_stale, read_claim
-from selectivity.store import RunDirectory
+from selectivity.store import RunDirectory, is_damage
 
 TIMING_FILE = "timing.json"
 
@@ -34,17 +34,25 @@ class RunState:
 
 
 def corruption(directory: RunDirectory) -> str:
-    """Why a not-done folder's results cannot be trusted, or "" when they can (or are absent)."""
+    """Why a not-done folder's results cannot be trusted, or "" when they can (or are absent).
+
+    Raises:
+        OSError: a file could not be read at all (permissions, I/O): not a reason to redo.
+    """
     if directory.done_path.exists():
         return "done.json does not match the files it names"
     try:
         directory.read_metrics(strict=True)
-    except Exception:
+    except Exception as error:
+        if not is_damage(error):
+            raise
         return "metrics.jsonl is truncated or unreadable"
     if directory.units_path.exists():
         try:
             parquet.read_metadata(directory.units_path)
-        except Exception:
+        except Exception as error:
+            if not is_damage(error):
+                raise
             return "units.parquet is truncated or unreadable"
     return ""
 
@@ -67,14 +75,14 @@ def run_state(directory: RunDirectory, stale_after: float = DEFAULT_STALE_AFTER)
     return RunState("pending")
 
 
-def clear_results(directory: RunDirectory) -> None:
-    """Remove every result file of a corrupt or to-be-retried run, so it is redone from scratch.
+def move_results_aside(directory: RunDirectory, reason: str) -> None:
+    """Move every result file of a corrupt run into a damaged-* folder, so it is redone from scratch.
 
-    config.json (which names the run) and timing.json (its history) stay.
+    Nothing is deleted: the damaged files stay for a person to look at. config.json (which
+    names the run) and timing.json (its history) stay where they are.
     """
-    for path in (directory.done_path, directory.failed_path, directory.metrics_path, directory.units_path,
-                 directory.units_csv_path, directory.checkpoint_path):
-        path.unlink(missing_ok=True)
+    directory.move_aside([directory.done_path, directory.failed_path, directory.metrics_path, directory.units_path,
+                          directory.units_csv_path, directory.checkpoint_path], reason)
 
 
 # --- timing ---------------------------------------------------------------------------------

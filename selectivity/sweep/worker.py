@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from selectivity import claims
 from selectivity.config import ExperimentConfig
+from selectivity.errors import SelectivityError
 from selectivity.store import RunDirectory
 from selectivity.sweep.layout import SweepFolder
-from selectivity.sweep.run_state import clear_results, corruption, finish_attempt, start_attempt
+from selectivity.sweep.run_state import corruption, finish_attempt, move_results_aside, start_attempt
 
 DEFAULT_TRAINER = "selectivity.train:train_run"
 
@@ -49,6 +50,10 @@ def _load_trainer(name: str):
 
 def _prepare(task: RunTask, directory: RunDirectory) -> RunOutcome | None:
     """Under the claim: an outcome if there is nothing to train, else repair the folder for training."""
+    try:
+        directory.claim_settings(task.config)  # a damaged config.json is moved aside and rewritten first
+    except SelectivityError as error:  # the folder holds another run: never write into it
+        return RunOutcome(task.run_id, "failed", str(error))
     if directory.is_done():
         return RunOutcome(task.run_id, "already_done")
     failure = directory.failure() if directory.failed_path.exists() else None
@@ -59,7 +64,7 @@ def _prepare(task: RunTask, directory: RunDirectory) -> RunOutcome | None:
     reason = corruption(directory)
     if reason:
         print(f"redo   {task.run_id}: {reason}; starting it again from scratch", flush=True)
-        clear_results(directory)
+        move_results_aside(directory, reason)
     return None
 
 

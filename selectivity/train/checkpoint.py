@@ -1,13 +1,23 @@
 """Checkpoints: everything needed to continue a run as if it had never stopped."""
+import pickle
 from pathlib import Path
 
 import torch
 
 from selectivity import atomic
+from selectivity.store import RunDirectory, is_damage
+
+
+class DamagedCheckpoint(Exception):
+    """checkpoint.pt exists but cannot be read back (truncated, overwritten, not a checkpoint)."""
 
 
 def save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, epoch: int, step: int) -> None:
-    """Atomically write the state after `epoch` finished epochs (a crash leaves the old file)."""
+    """Atomically write the state after `epoch` finished epochs (a crash leaves the old file).
+
+    Raises:
+        OSError: the file could not be written (torch reports a full disk as a RuntimeError).
+    """
     state = {
         "epoch": epoch,
         "step": step,
@@ -16,18 +26,42 @@ def save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, ep
         "generator": generator.get_state(),
     }
     with atomic.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as error:  # torch's stream writer wraps the write's OSError
+            raise OSError(f"could not write the checkpoint {path}: {error}") from error
 
 
 def load_checkpoint(path: Path, model, optimizer, generator: torch.Generator) -> tuple[int, int] | None:
-    """Restore a run; returns (epochs done, steps done), or None when there is no usable checkpoint."""
-    if not path.exists():
-        return None
+    """Restore a run; returns (epochs done, steps done), or None when there is no checkpoint.
+
+    Raises:
+        DamagedCheckpoint: the file exists but cannot be read back.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a checkpoint that cannot be read is no checkpoint: start over
+    except FileNotFoundError:
         return None
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # torch's ways of saying "not a checkpoint"
+        raise DamagedCheckpoint(f"checkpoint.pt cannot be read ({type(error).__name__})") from error
+    except Exception as error:
+        if is_damage(error):
+            raise DamagedCheckpoint(f"checkpoint.pt cannot be read ({type(error).__name__})") from error
+        raise
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["generator"])
     return state["epoch"], state["step"]
+
+
+def resume_point(run: RunDirectory, model, optimizer, generator: torch.Generator) -> tuple[int, int]:
+    """(epochs done, steps done) restored from the run's checkpoint, or (0, 0) to start over.
+
+    A damaged checkpoint is moved aside with metrics.jsonl (whose records it alone could
+    continue), so the restart never deletes what the earlier attempt produced.
+    """
+    try:
+        return load_checkpoint(run.checkpoint_path, model, optimizer, generator) or (0, 0)
+    except DamagedCheckpoint as damage:
+        run.move_aside([run.checkpoint_path, run.metrics_path], f"{damage}; the run starts over")
+        return 0, 0

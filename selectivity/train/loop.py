@@ -15,7 +15,7 @@ from selectivity.models import list_models
 from selectivity.regularizer import SelectivityRegularizer
 from selectivity.store import RunDirectory
 from selectivity.train.augment import draw_epoch_randomness
-from selectivity.train.checkpoint import load_checkpoint, save_checkpoint
+from selectivity.train.checkpoint import resume_point, save_checkpoint
 from selectivity.train.epoch import NonFiniteLoss, train_epoch
 from selectivity.train.step import TrainStep, epoch_plan
 from selectivity.train.setup import build_model, load_data, resolve_device, uses_bf16
@@ -79,7 +79,7 @@ def train_run(
     check_names(config)
     run.claim_settings(config)  # refuses a folder that holds a different run
     session = _start_session(config)
-    epoch, step = load_checkpoint(run.checkpoint_path, session.model, session.optimizer, session.generator) or (0, 0)
+    epoch, step = resume_point(run, session.model, session.optimizer, session.generator)
     records = [r for r in run.read_metrics(strict=False) if r["epoch"] <= epoch]
     run.write_metrics(records)
     writer = _tensorboard_writer(config, run)
