@@ -1,11 +1,20 @@
 """alpha as a number or a per-epoch schedule: "0x5,-20" = 0 for 5 epochs, then -20."""
+import math
+
 from selectivity.errors import SelectivityError
 
 
 def parse_alpha(alpha: float | str) -> list[tuple[float, int | None]]:
-    """[(value, epochs or None for 'until the end')] for a number or a schedule string."""
-    if isinstance(alpha, (int, float)):
+    """[(value, epochs or None for 'until the end')] for a number or a schedule string.
+
+    Every value must be finite: a NaN or infinite alpha would turn every loss into NaN.
+    """
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        if not math.isfinite(alpha):
+            raise SelectivityError(f"alpha = {alpha!r} is not finite; expected a finite number or schedule")
         return [(float(alpha), None)]
+    if not isinstance(alpha, str):
+        raise SelectivityError(f"alpha = {alpha!r}; expected a number or a schedule string such as '0x5,-20'")
     segments = []
     parts = [p.strip() for p in str(alpha).split(",")]
     for index, part in enumerate(parts):
@@ -20,6 +29,8 @@ def parse_alpha(alpha: float | str) -> list[tuple[float, int | None]]:
                 f"alpha schedule {alpha!r} is malformed at {part!r}; expected a number or segments "
                 "VALUExEPOCHS separated by commas, the last may omit xEPOCHS (e.g. '0x5,-20')"
             )
+        if not math.isfinite(segment[0]):
+            raise SelectivityError(f"alpha schedule {alpha!r} has the value {part!r}; expected finite values")
         segments.append(segment)
     return segments
 

@@ -7,13 +7,16 @@ a result (where data lives, which device) are left out of the hash.
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import sys
 import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
 
+from selectivity.alpha_schedule import parse_alpha
 from selectivity.errors import SelectivityError
 
 if sys.version_info >= (3, 11):
@@ -24,66 +27,140 @@ else:  # pragma: no cover
 NOT_HASHED = {"hash": False}
 SCHEDULES = ("step", "onecycle", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+LAYER_PRESETS = ("relu", "blocks")
+STEMS = ("", "cifar", "imagenet")
+SEED_LIMIT = 2**64  # torch.manual_seed takes any integer in [0, 2**64)
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def checked(default: Any, expected: str, valid: Callable[[Any], bool], hashed: bool = True):
+    """A dataclass field whose value must satisfy `valid`; `expected` is said when it does not."""
+    return field(default=default, metadata={"expected": expected, "valid": valid, **({} if hashed else NOT_HASHED)})
+
+
+def _finite(value) -> bool:
+    return math.isfinite(value)
+
+
+def _layers_valid(layers) -> bool:
+    if isinstance(layers, str):
+        return layers in LAYER_PRESETS
+    return bool(layers) and all(isinstance(name, str) and name.strip() for name in layers)
+
+
+LAYERS_EXPECTED = "'relu', 'blocks' or a non-empty list of module names"
+
+
+class _CheckedSettings:
+    """Checks every `checked` field when the settings are made (from TOML, in code, or by replace)."""
+
+    SECTION = ""
+
+    def __post_init__(self):
+        for setting in fields(self):
+            valid = setting.metadata.get("valid")
+            if valid is None:
+                continue
+            value = getattr(self, setting.name)
+            try:
+                ok = bool(valid(value))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                key = f"{self.SECTION}.{setting.name}" if self.SECTION else setting.name
+                raise SelectivityError(f"{key} = {value!r} is invalid; expected {setting.metadata['expected']}")
 
 
 @dataclass(frozen=True)
-class DataSettings:
+class DataSettings(_CheckedSettings):
+    SECTION: ClassVar[str] = "data"
     dataset: str = "digits"
     root: str = field(default="", metadata=NOT_HASHED)  # "" = selectivity.paths.data_root()
     download: bool = field(default=False, metadata=NOT_HASHED)
-    crop_padding: int = 0  # random crop with this much zero padding (CIFAR: 4); 0 = no crop
+    # random crop with this much zero padding (CIFAR: 4); 0 = no crop
+    crop_padding: int = checked(0, "an integer >= 0", lambda v: v >= 0)
     flip: bool = False  # random horizontal flip with p = 0.5
 
 
 @dataclass(frozen=True)
-class ModelSettings:
+class ModelSettings(_CheckedSettings):
+    SECTION: ClassVar[str] = "model"
     name: str = "small_cnn"
-    stem: str = ""  # resnet18/50 only: "cifar" (3x3 stride 1, no max-pool) or "imagenet"; "" = model default
+    # resnet18/50 only: "cifar" (3x3 stride 1, no max-pool) or "imagenet"; "" = model default
+    stem: str = checked("", "one of '', 'cifar', 'imagenet'", lambda v: v in STEMS)
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
+class TrainSettings(_CheckedSettings):
+    SECTION: ClassVar[str] = "train"
+    epochs: int = checked(20, "an integer >= 1", lambda v: v >= 1)
+    batch_size: int = checked(128, "an integer >= 1", lambda v: v >= 1)
+    lr: float = checked(0.1, "a finite number >= 0", lambda v: _finite(v) and v >= 0)
+    momentum: float = checked(0.9, "a number in [0, 1)", lambda v: 0 <= v < 1)
     nesterov: bool = False
-    weight_decay: float = 1e-4
-    schedule: str = "step"  # step | onecycle | cosine | constant
-    milestones: tuple[int, ...] = ()  # step: epochs at which lr *= gamma
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0  # linear warmup from 0 (onecycle: the rise to peak lr)
-    label_smoothing: float = 0.0
-    precision: str = "auto"  # auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | fp32 | bf16
+    weight_decay: float = checked(1e-4, "a finite number >= 0", lambda v: _finite(v) and v >= 0)
+    schedule: str = checked("step", f"one of {', '.join(map(repr, SCHEDULES))}", lambda v: v in SCHEDULES)
+    # step: epochs at which lr *= gamma
+    milestones: tuple[int, ...] = checked((), "a list of epochs >= 1", lambda v: all(m >= 1 for m in v))
+    gamma: float = checked(0.1, "a finite number > 0", lambda v: _finite(v) and v > 0)
+    # linear warmup from 0 (onecycle: the rise to peak lr)
+    warmup_epochs: float = checked(0.0, "a finite number >= 0", lambda v: _finite(v) and v >= 0)
+    label_smoothing: float = checked(0.0, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+    # auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | fp32 | bf16
+    precision: str = checked("auto", f"one of {', '.join(map(repr, PRECISIONS))}", lambda v: v in PRECISIONS)
     compile: bool = field(default=False, metadata=NOT_HASHED)  # torch.compile the model (same numbers)
     cuda_graphs: bool = field(default=False, metadata=NOT_HASHED)  # CUDA devices: capture and replay the whole step
     channels_last: bool = field(default=True, metadata=NOT_HASHED)
+    # resume a run whose recorded precision differs from the one this machine resolves
+    allow_precision_change: bool = field(default=False, metadata=NOT_HASHED)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.compile and self.cuda_graphs:
+            raise SelectivityError("train.compile and train.cuda_graphs are both true; expected at most one of the two")
+        if self.nesterov and self.momentum == 0:
+            raise SelectivityError("train.nesterov = true with train.momentum = 0; expected a momentum > 0")
 
 
 @dataclass(frozen=True)
-class RegularizerSettings:
-    alpha: float | str = 0.0  # a number, or a per-epoch schedule such as "0x5,-20"
-    layers: str | tuple[str, ...] = "relu"  # unit layers: relu | blocks | module names
+class RegularizerSettings(_CheckedSettings):
+    SECTION: ClassVar[str] = "regularizer"
+    # a number, or a per-epoch schedule such as "0x5,-20" (every value finite)
+    alpha: float | str = 0.0
+    # unit layers: relu | blocks | module names
+    layers: str | tuple[str, ...] = checked("relu", LAYERS_EXPECTED, _layers_valid)
+
+    def __post_init__(self):
+        super().__post_init__()
+        try:
+            parse_alpha(self.alpha)
+        except SelectivityError as error:  # a malformed or non-finite alpha, named by its key
+            raise SelectivityError(f"regularizer.{error}") from None
 
 
 @dataclass(frozen=True)
-class EvaluationSettings:
-    every: int = 1  # evaluate every N epochs (and always after the last)
-    batch_size: int = 1000
-    layers: str | tuple[str, ...] = "relu"  # test-time unit layers
+class EvaluationSettings(_CheckedSettings):
+    SECTION: ClassVar[str] = "evaluation"
+    # evaluate every N epochs (and always after the last)
+    every: int = checked(1, "an integer >= 1", lambda v: v >= 1)
+    batch_size: int = checked(1000, "an integer >= 1", lambda v: v >= 1)
+    # test-time unit layers
+    layers: str | tuple[str, ...] = checked("relu", LAYERS_EXPECTED, _layers_valid)
     # also write units_epoch<N>.parquet at every evaluation (per-unit SI and preferred class over training)
     save_units: bool = field(default=False, metadata=NOT_HASHED)
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(_CheckedSettings):
     data: DataSettings = DataSettings()
     model: ModelSettings = ModelSettings()
     train: TrainSettings = TrainSettings()
     regularizer: RegularizerSettings = RegularizerSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
-    seed: int = field(default=0, metadata=NOT_HASHED)  # replicates live beneath the hash
-    device: str = field(default="auto", metadata=NOT_HASHED)  # auto | cpu | cuda | cuda:N
+    # replicates live beneath the hash
+    seed: int = checked(0, f"an integer in [0, 2**64)", lambda v: 0 <= v < SEED_LIMIT, hashed=False)
+    # auto | cpu | cuda | cuda:N
+    device: str = checked("auto", "auto, cpu, cuda or cuda:N", lambda v: DEVICE_PATTERN.fullmatch(v), hashed=False)
     tensorboard: bool = field(default=False, metadata=NOT_HASHED)
 
 
@@ -132,20 +209,7 @@ def _build(cls, values: dict, where: str):
 
 def config_from_dict(values: dict) -> ExperimentConfig:
     """Build a config from nested dicts (TOML tables); unknown keys and wrong types are errors."""
-    config = _build(ExperimentConfig, values, "")
-    from selectivity.alpha_schedule import parse_alpha  # validates the alpha schedule's syntax
-
-    parse_alpha(config.regularizer.alpha)
-    for where, value, choices in (
-        ("train.schedule", config.train.schedule, SCHEDULES),
-        ("train.precision", config.train.precision, PRECISIONS),
-        ("model.stem", config.model.stem, ("", "cifar", "imagenet")),
-    ):
-        if value not in choices:
-            raise SelectivityError(f"{where} = {value!r} is not known; expected one of {', '.join(map(repr, choices))}")
-    if config.train.compile and config.train.cuda_graphs:
-        raise SelectivityError("train.compile and train.cuda_graphs are both true; expected at most one of the two")
-    return config
+    return _build(ExperimentConfig, values, "")  # each settings group checks its ranges as it is made
 
 
 def read_toml(path: Path, what: str) -> dict:

@@ -5,7 +5,7 @@ import pytest
 
 from selectivity.alpha_schedule import alpha_at_epoch, parse_alpha
 from selectivity.config import (ExperimentConfig, RegularizerSettings, TrainSettings, apply_overrides, config_from_dict,
-                                config_hash, load_config, non_default_settings)
+                                config_hash, load_config, non_default_settings, to_dict)
 from selectivity.errors import SelectivityError
 from selectivity.train.schedule import learning_rate
 
@@ -56,7 +56,7 @@ def test_toml_file_and_overrides(tmp_path):
     ({"train": {"epochs": "ten"}}, "train.epochs = 'ten' has type str; expected int"),
     ({"train": {"epochs": 2.5}}, "expected int"),
     ({"data": {"flip": 1}}, "data.flip = 1 has type int; expected bool"),
-    ({"train": {"schedule": "linear"}}, "train.schedule = 'linear' is not known"),
+    ({"train": {"schedule": "linear"}}, "train.schedule = 'linear' is invalid; expected one of 'step'"),
     ({"regularizer": {"alpha": "fast"}}, "alpha schedule 'fast' is malformed"),
     ({"regularizer": {"alpha": "-1,0x5"}}, "is malformed at '-1'"),
 ])
@@ -88,3 +88,24 @@ def test_learning_rate_schedules_by_hand():
     assert [learning_rate(onecycle, s, 10) for s in (0, 10, 20, 60, 100)] == pytest.approx([0, 0.2, 0.4, 0.2, 0])
     cosine = TrainSettings(epochs=4, lr=1.0, schedule="cosine", warmup_epochs=1)
     assert [learning_rate(cosine, s, 2) for s in (0, 1, 4, 8)] == pytest.approx([0, 0.5 * (1 + math.cos(math.pi / 8)) * 0.5, 0.5, 0])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TrainSettings(epochs=0),
+    lambda: TrainSettings(lr=float("inf")),
+    lambda: dataclasses.replace(ExperimentConfig(), seed=-1),
+    lambda: dataclasses.replace(ExperimentConfig(), seed=2**64),
+    lambda: dataclasses.replace(ExperimentConfig(), device="tpu"),
+    lambda: RegularizerSettings(alpha=float("nan")),
+    lambda: RegularizerSettings(alpha="0x2,nan"),
+    lambda: RegularizerSettings(layers=("relu1", "")),
+], ids=["epochs", "lr-inf", "seed-negative", "seed-65-bits", "device", "alpha-nan", "alpha-schedule-nan", "empty-name"])
+def test_settings_made_in_code_are_checked_too(make):
+    with pytest.raises(SelectivityError, match="invalid|not finite|finite values"):
+        make()
+
+
+def test_the_edges_of_each_range_are_accepted():
+    train = TrainSettings(lr=0.0, momentum=0.0, label_smoothing=1.0, weight_decay=0.0, milestones=(1,), epochs=1)
+    config = ExperimentConfig(train=train, seed=2**64 - 1, device="cuda:3")
+    assert config_from_dict(to_dict(config)) == config
