@@ -9,7 +9,7 @@ import platform
 
 import torch
 
-from selectivity.train.setup import cpu_bf16_support
+from selectivity.setup import cpu_bf16_support
 
 
 def cpu_model() -> str:

@@ -23,7 +23,7 @@ from selectivity.data import LabelledImages
 from selectivity.data.batches import normalize_images
 from selectivity.measure import measure_model
 from selectivity.models import create_model
-from selectivity.train.setup import resolve_device
+from selectivity.setup import resolve_device
 from machine import describe_machine
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

@@ -20,7 +20,7 @@ from selectivity.data import LabelledImages
 from selectivity.measure import measure_model
 from selectivity.metrics.shuffles import ShuffleSettings
 from selectivity.models import create_model
-from selectivity.train.setup import resolve_device
+from selectivity.setup import resolve_device
 
 
 def measurement(model, split, batch_size, device, shuffles) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 from selectivity.data.batches import normalize_images
 from selectivity.models import create_model
 from selectivity.regularizer import SelectivityRegularizer
-from selectivity.train.setup import resolve_device, uses_bf16
+from selectivity.setup import resolve_device, uses_bf16
 from machine import describe_machine
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

@@ -101,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from selectivity.train.setup import uses_bf16
+    from selectivity.setup import uses_bf16
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device

@@ -33,7 +33,7 @@ from selectivity.models import create_model
 from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.epoch import train_epoch
 from selectivity.train.step import WARMUP_STEPS, epoch_plan
-from selectivity.train.setup import resolve_device, uses_bf16
+from selectivity.setup import resolve_device, uses_bf16
 from trainer_setup import attached_train_step
 from machine import describe_machine
 

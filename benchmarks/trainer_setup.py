@@ -5,7 +5,7 @@ from selectivity.config import ExperimentConfig
 from selectivity.data import DatasetSplits
 from selectivity.regularizer import SelectivityRegularizer
 from selectivity.train.loop import make_optimizer, regularizer_alpha
-from selectivity.train.setup import uses_bf16
+from selectivity.setup import uses_bf16
 from selectivity.train.step import TrainStep
 
 

@@ -16,7 +16,7 @@ from selectivity.config import ExperimentConfig, config_from_dict, config_hash
 from selectivity.data import DatasetSplits
 from selectivity.errors import SelectivityError
 from selectivity.models import create_model
-from selectivity.train.setup import build_model
+from selectivity.setup import build_model
 
 
 

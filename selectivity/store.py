@@ -78,6 +78,22 @@ class RunDirectory:
         self.move_aside([self.config_path], problem)
         return None
 
+    def recorded_precision(self) -> str | None:
+        """"bf16" or "fp32": what the run's precision resolved to when it started (None: unknown).
+
+        Runs written before config.json recorded it fall back to their first metrics record.
+        """
+        stored = json.loads(self.config_path.read_text()) if self.config_path.exists() else {}
+        if stored.get("precision"):
+            return stored["precision"]
+        records = self.read_metrics(strict=False)
+        return records[0].get("precision") if records else None
+
+    def record_precision(self, precision: str) -> None:
+        """Add the resolved precision to config.json (the settings hash "auto", not what it meant)."""
+        stored = json.loads(self.config_path.read_text())
+        atomic.write_json(self.config_path, {**stored, "precision": precision})
+
     # --- metrics ----------------------------------------------------------------------------
     def read_metrics(self, strict: bool = True) -> list[dict]:
         """Every evaluation record; a broken line raises (strict) or ends the list (resume)."""
@@ -94,8 +110,16 @@ class RunDirectory:
         return records
 
     def write_metrics(self, records: list[dict]) -> None:
-        """Rewrite metrics.jsonl atomically (a resumed run drops records past its checkpoint)."""
-        atomic.write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        """Rewrite metrics.jsonl atomically (a resumed run drops records past its checkpoint).
+
+        JSON has no NaN or Infinity: a record holding one is refused (the trainer fails such a
+        run before writing it), so every line stays readable by any JSON parser.
+        """
+        try:
+            text = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records)
+        except ValueError as error:
+            raise SelectivityError(f"a metrics record of {self.path} is not finite ({error}); expected finite numbers") from None
+        atomic.write_text(self.metrics_path, text)
 
     # --- results ----------------------------------------------------------------------------
     def write_units(self, units: pd.DataFrame) -> None:

@@ -1,5 +1,7 @@
 """The one-way architecture of docs/ARCHITECTURE.md, checked on every import in the package."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "selectivity"
@@ -13,15 +15,16 @@ ALLOWED = {
     "analysis": {"metrics"},
     "regularizer": {"capture", "metrics"},
     "measure": {"data", "capture", "metrics"},
+    "setup": {"data", "models", "capture"},
     "store": set(),
-    "train": {"data", "models", "capture", "metrics", "regularizer", "measure", "store"},
+    "train": {"data", "models", "capture", "metrics", "regularizer", "measure", "setup", "store"},
     "claims": set(),
-    "sweep": {"train", "store", "claims", "analysis", "measure", "model_loading", "data", "models", "capture",
-              "metrics"},
-    "units": {"data", "capture", "metrics", "measure", "model_loading", "train", "sweep", "store"},
+    "sweep": {"train", "store", "claims", "analysis", "measure", "model_loading", "setup", "data", "models",
+              "capture", "metrics"},
+    "units": {"data", "capture", "metrics", "measure", "model_loading", "setup", "train", "sweep", "store"},
     "report": set(),
     "checkpoint_import": set(),
-    "model_loading": {"data", "models", "train", "checkpoint_import"},
+    "model_loading": {"data", "models", "setup", "checkpoint_import"},
     "cli": None,  # the command wires everything
 }
 
@@ -62,3 +65,11 @@ def test_every_stage_imports_only_earlier_stages():
 
 def test_the_package_root_exports_the_core_only():
     assert imported_stages(PACKAGE / "__init__.py") <= {"capture", "errors", "metrics", "regularizer"}
+
+
+def test_measure_does_not_load_the_trainer():
+    """`selectivity measure` shares setup (device, data, model) with the trainer, not the trainer itself."""
+    script = ("import sys, selectivity.cli.measure_command, selectivity.model_loading, selectivity.setup; "
+              "print(sorted(m for m in sys.modules if m.startswith('selectivity.train')))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

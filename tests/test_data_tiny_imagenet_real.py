@@ -17,7 +17,7 @@ from selectivity.data import load_dataset
 from selectivity.regularizer import SelectivityRegularizer
 from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.loop import make_optimizer
-from selectivity.train.setup import build_model
+from selectivity.setup import build_model
 from selectivity.train.step import TrainStep, epoch_plan
 
 # ../shared beside the repository root; SELECTIVITY_SHARED_DATA points elsewhere (e.g. from a git worktree)

@@ -14,7 +14,7 @@ from selectivity.data import load_dataset
 from selectivity.measure import measure_model
 from selectivity.models import create_model
 from selectivity.store import RunDirectory
-from selectivity.train.setup import build_model
+from selectivity.setup import build_model
 
 UNIT_COLUMNS = ["layer", "unit", "si", "preferred_class", "mu_max", "mu_rest", "d_prime", "dead"]
 SMALL_CNN_UNITS = 32 + 64 + 64 + 128

@@ -21,7 +21,7 @@ from selectivity.sweep.layout import SweepFolder, SweepRun
 from selectivity.sweep.off_axis import layer_activations, off_axis_control, ratio_of_means_interval
 from selectivity.sweep.results import run_rows
 from selectivity.train import train_run
-from selectivity.train.setup import load_data
+from selectivity.setup import load_data
 
 LAYERS = ["relu1", "relu2", "relu3", "relu4"]
 METHODS = ["svcca", "pwcca", "pwcca_svcca", "cka"]

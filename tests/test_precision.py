@@ -9,7 +9,7 @@ import torch
 import selectivity.train.loop as loop
 from selectivity.config import load_config
 from selectivity.data.base import LabelledImages
-from selectivity.train.setup import load_data, uses_bf16
+from selectivity.setup import load_data, uses_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,9 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_auto_precision_picks_bf16_on_cuda_and_native_bf16_cpus(monkeypatch):
     assert uses_bf16("auto", torch.device("cuda"))
     assert not uses_bf16("fp32", torch.device("cuda")) and uses_bf16("bf16", torch.device("cpu"))
-    monkeypatch.setattr("selectivity.train.setup.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("selectivity.setup.cpu_has_native_bf16", lambda: True)
     assert uses_bf16("auto", torch.device("cpu"))
-    monkeypatch.setattr("selectivity.train.setup.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("selectivity.setup.cpu_has_native_bf16", lambda: False)
     assert not uses_bf16("auto", torch.device("cpu"))
 
 

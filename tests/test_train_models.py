@@ -9,7 +9,7 @@ from selectivity.regularizer import SelectivityRegularizer
 from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.epoch import train_epoch
 from selectivity.train.loop import make_optimizer
-from selectivity.train.setup import build_model
+from selectivity.setup import build_model
 from selectivity.train.step import TrainStep, epoch_plan
 
 NATIVE_SIZE = {"resnet18": 64, "resnet50": 64, "small_cnn": 8}

@@ -16,7 +16,7 @@ from selectivity.train import train_run
 from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.epoch import train_epoch
 from selectivity.train.loop import make_optimizer
-from selectivity.train.setup import build_model
+from selectivity.setup import build_model
 from selectivity.train.step import WARMUP_STEPS, TrainStep, epoch_plan
 
 

@@ -34,7 +34,7 @@ from selectivity.model_loading import load_run_model
 from selectivity.sweep.analyses import AnalysisContext, register_analysis
 from selectivity.sweep.analysis_cache import cached_arrays
 from selectivity.sweep.layout import SweepRun
-from selectivity.train.setup import load_data
+from selectivity.setup import load_data
 
 SAMPLE_IMAGES = 2000
 SIMILARITIES = {"svcca": svcca_similarity, "pwcca": partial(pwcca_similarity, variant="equation"),

@@ -30,7 +30,7 @@ from selectivity.model_loading import load_run_model, read_run_config
 from selectivity.sweep.analyses import AnalysisContext, register_analysis
 from selectivity.sweep.robustness import (ATTACKS, ModelUnderTest, attack_accuracies, corruption_accuracies,
                                           layer_dimensionalities, test_subset)
-from selectivity.train.setup import load_data
+from selectivity.setup import load_data
 
 DEFAULTS = {
     "corruptions": {"images": 1000, "corruptions": list(CORRUPTIONS), "severities": [1, 2, 3, 4, 5],

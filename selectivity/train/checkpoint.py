@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 
 from selectivity import atomic
+from selectivity.errors import SelectivityError
 from selectivity.store import RunDirectory, is_damage
 
 
@@ -65,3 +66,25 @@ def resume_point(run: RunDirectory, model, optimizer, generator: torch.Generator
     except DamagedCheckpoint as damage:
         run.move_aside([run.checkpoint_path, run.metrics_path], f"{damage}; the run starts over")
         return 0, 0
+
+
+def check_precision(run: RunDirectory, precision: str, epochs_done: int, allow_change: bool) -> None:
+    """Refuse to continue a run in another precision than it started in, unless allowed; record it.
+
+    train.precision = "auto" resolves per machine (bf16 or fp32) and is hashed as "auto", so a
+    run moved to another machine could switch precision mid-run without anything saying so.
+
+    Args:
+        run: the run folder (config.json written).
+        precision: what the precision setting resolves to here ("bf16" or "fp32").
+        epochs_done: epochs in the loaded checkpoint (0: nothing trained yet, nothing to refuse).
+        allow_change: train.allow_precision_change.
+    """
+    recorded = run.recorded_precision()
+    if epochs_done > 0 and recorded is not None and recorded != precision and not allow_change:
+        raise SelectivityError(
+            f"{run.path} was trained in {recorded} for {epochs_done} epoch(s) but its precision setting resolves "
+            f"to {precision} here; expected the same precision (set train.precision = \"{recorded}\", or "
+            "--set train.allow_precision_change=true to continue in another precision)")
+    if recorded is None or epochs_done == 0:
+        run.record_precision(precision)

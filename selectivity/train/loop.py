@@ -1,4 +1,5 @@
 """train_run: one run from settings to a finished run folder, resuming where it stopped."""
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,10 @@ from selectivity.models import list_models
 from selectivity.regularizer import SelectivityRegularizer
 from selectivity.store import RunDirectory
 from selectivity.train.augment import draw_epoch_randomness
-from selectivity.train.checkpoint import resume_point, save_checkpoint
+from selectivity.setup import build_model, load_data, probe_model, resolve_device, resolved_precision
+from selectivity.train.checkpoint import check_precision, resume_point, save_checkpoint
 from selectivity.train.epoch import NonFiniteLoss, train_epoch
 from selectivity.train.step import TrainStep, epoch_plan
-from selectivity.train.setup import build_model, load_data, resolve_device, uses_bf16
 
 
 class RunFailed(RuntimeError):
@@ -72,14 +73,18 @@ def train_run(
     Writes config.json, metrics.jsonl (one record per evaluation), checkpoint.pt (every
     epoch), units.parquet and done.json (see selectivity.store). Returns the last metrics
     record. Raises RunFailed, after writing failed.json, when the loss becomes NaN or inf.
+    Bad input (unknown names, a device that is not here, a dataset or layers SI cannot be
+    measured on, images too small for the model) raises SelectivityError before the run
+    folder is written.
     """
     run = RunDirectory(run_dir)
     if run.is_done():
         return run.summary()
     check_names(config)
-    run.claim_settings(config)  # refuses a folder that holds a different run
     session = _start_session(config)
+    run.claim_settings(config)  # refuses a folder that holds a different run
     epoch, step = resume_point(run, session.model, session.optimizer, session.generator)
+    check_precision(run, session.precision, epoch, config.train.allow_precision_change)
     records = [r for r in run.read_metrics(strict=False) if r["epoch"] <= epoch]
     run.write_metrics(records)
     writer = _tensorboard_writer(config, run)
@@ -107,6 +112,7 @@ def train_run(
                 if config.evaluation.save_units:
                     run.write_units_snapshot(epoch, final.units)
                 records.append(_record(session, epoch, alpha, totals, final, time.perf_counter() - started))
+                _fail_if_not_finite(run, records[-1])
                 run.write_metrics(records)
                 _log(writer, records[-1], progress)
             save_checkpoint(run.checkpoint_path, session.model, session.optimizer, session.generator, epoch, step)
@@ -133,7 +139,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # data order and augmentation; checkpointed
     regularizer: SelectivityRegularizer
-    use_bf16: bool
+    precision: str  # what train.precision resolved to here: "bf16" (autocast) or "fp32"
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_split: LabelledImages
@@ -145,6 +151,10 @@ class Session:
             self.regularizer.alpha.fill_(alpha)
         return alpha
 
+    @property
+    def use_bf16(self) -> bool:
+        return self.precision == "bf16"
+
 
 def _start_session(config: ExperimentConfig) -> Session:
     device = resolve_device(config.device)
@@ -153,6 +163,8 @@ def _start_session(config: ExperimentConfig) -> Session:
     model = build_model(config, data).to(device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    probe_model(model, data, {"regularizer.layers": config.regularizer.layers,
+                              "evaluation.layers": config.evaluation.layers}, device, config.train.channels_last)
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # denormals are slow on x86 and change nothing that matters
     if device.type == "cuda":
@@ -165,7 +177,7 @@ def _start_session(config: ExperimentConfig) -> Session:
         regularizer=SelectivityRegularizer(
             regularizer_alpha(config.regularizer.alpha, device), data.num_classes, layers=config.regularizer.layers
         ),
-        use_bf16=uses_bf16(config.train.precision, device),
+        precision=resolved_precision(config.train.precision, device),
         train_images=data.train.images.to(device), train_labels=data.train.labels.to(device),
         test_split=LabelledImages(data.test.images.to(device), data.test.labels.to(device)),
     )
@@ -187,6 +199,18 @@ def _measure(session: Session):
         layers=config.evaluation.layers, batch_size=config.evaluation.batch_size, device=session.device,
         channels_last=config.train.channels_last,
     )
+
+
+def _fail_if_not_finite(run: RunDirectory, record: dict) -> None:
+    """A NaN or infinite evaluation (e.g. a test loss that overflowed) fails the run: JSON has no NaN."""
+    values = {key: value for key, value in record.items() if isinstance(value, float)}
+    for layer, summary in record["layers"].items():
+        values.update({f"layers.{layer}.{key}": value for key, value in summary.items() if isinstance(value, float)})
+    bad = [f"{key} = {value}" for key, value in values.items() if not math.isfinite(value)]
+    if bad:
+        reason = f"evaluation after epoch {record['epoch']} is not finite ({', '.join(bad[:3])})"
+        run.mark_failed(reason, record["epoch"])
+        raise RunFailed(reason, record["epoch"])
 
 
 def _tensorboard_writer(config: ExperimentConfig, run: RunDirectory):
@@ -217,7 +241,7 @@ def _record(session: Session, epoch: int, alpha: float, totals, measurement, sec
     return {
         "epoch": epoch,
         "alpha": alpha,
-        "precision": "bf16" if session.use_bf16 else "fp32",
+        "precision": session.precision,
         "lr": float(session.optimizer.param_groups[0]["lr"]),  # a device tensor under CUDA graphs
         "train_loss": totals.loss.item() / totals.images,
         "train_accuracy": totals.correct.item() / totals.images,

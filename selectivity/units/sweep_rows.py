@@ -6,7 +6,7 @@ import pandas as pd
 from selectivity.data import load_dataset
 from selectivity.data.base import DatasetSplits
 from selectivity.model_loading import load_run_model
-from selectivity.train.setup import resolve_device
+from selectivity.setup import resolve_device
 
 NETWORK_LAYER = "network"
 
@@ -33,7 +33,7 @@ class RunRows:
 
 @functools.lru_cache(maxsize=2)
 def _cached_data(dataset: str, root: str, download: bool) -> DatasetSplits:
-    return load_dataset(dataset, root=root or None, download=download)  # as train.setup.load_data
+    return load_dataset(dataset, root=root or None, download=download)  # as selectivity.setup.load_data
 
 
 def run_model(run) -> tuple:
