@@ -1,5 +1,6 @@
 """`selectivity status SWEEP`: per-run state, progress and expected time left of a sweep."""
 from selectivity.claims import DEFAULT_STALE_AFTER
+from selectivity.cli.options import check_seconds
 from selectivity.sweep import format_status, open_sweep, parse_set_values, sweep_status
 
 
@@ -18,6 +19,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_seconds("--stale-after", args.stale_after)
     assignments = [assignment for group in args.assignments for assignment in group]
     name, folder, runs, _ = open_sweep(args.sweep, args.store, parse_set_values(assignments))
     print(format_status(name, sweep_status(runs, args.stale_after)))

@@ -4,11 +4,13 @@ import sys
 
 from selectivity.atomic import check_writable
 from selectivity.claims import DEFAULT_STALE_AFTER
+from selectivity.cli.options import check_seconds
 from selectivity.cli.report_command import DEFAULT_MARGIN_POINTS
 from selectivity.sweep import make_executor, open_sweep, parse_set_values, run_sweep
 from selectivity.sweep.executors import RUNS_PER_GPU
+from selectivity.errors import SelectivityError
 from selectivity.sweep.stopping import stop_on_signals
-from selectivity.sweep.worker import DEFAULT_TRAINER
+from selectivity.sweep.worker import DEFAULT_TRAINER, load_trainer
 
 
 def add_parser(subparsers) -> None:
@@ -55,9 +57,30 @@ def run(args) -> int:
         return _sweep(args)
 
 
+def check_arguments(args) -> None:
+    """Numeric flags in range: a one-line error before any run starts."""
+    for flag, value, low in (("--workers", args.workers, 0), ("--runs-per-gpu", args.runs_per_gpu, 1),
+                             ("--cpus-per-run", args.cpus_per_run, 1)):
+        if value is not None and value < low:
+            raise SelectivityError(f"{flag} {value} is out of range; expected an integer >= {low}")
+    check_seconds("--stale-after", args.stale_after)
+
+
+def check_runs_can_start(runs, trainer: str) -> None:
+    """Refuse, before any run, a trainer that does not load or a device that is not here."""
+    if trainer != DEFAULT_TRAINER:  # the default is ours; importing it would load torch into the driver
+        load_trainer(trainer)
+    for device in sorted({run.config.device for run in runs} - {"auto", "cpu"}):
+        from selectivity.setup import resolve_device  # torch: only when a run names a GPU
+
+        resolve_device(device)
+
+
 def _sweep(args) -> int:
+    check_arguments(args)
     assignments = [assignment for group in args.assignments for assignment in group]
     name, folder, runs, analyses = open_sweep(args.spec, args.store, parse_set_values(assignments))
+    check_runs_can_start(runs, args.trainer)
     check_writable(folder.path)  # before any run starts
     executor = make_executor(args.executor, workers=args.workers, address=args.address,
                              runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run)

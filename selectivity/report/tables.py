@@ -38,11 +38,18 @@ def load_results(path: str | Path) -> pd.DataFrame:
         path = found[0]
     if not path.is_file():
         raise SelectivityError(f"results table {path} does not exist: expected a .parquet or .csv file")
-    if path.suffix == ".parquet":
-        return prepare_table(pd.read_parquet(path))
-    if path.suffix == ".csv":
-        return prepare_table(pd.read_csv(path, dtype={"alpha_label": str, "run_id": str}))
-    raise SelectivityError(f"results table {path} has suffix {path.suffix!r}: expected .parquet or .csv")
+    if path.suffix not in (".parquet", ".csv"):
+        raise SelectivityError(f"results table {path} has suffix {path.suffix!r}: expected .parquet or .csv")
+    try:
+        if path.suffix == ".parquet":
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, dtype={"alpha_label": str, "run_id": str})
+    except Exception as error:  # pyarrow, pandas and the OS each raise their own types for a damaged file
+        detail = " ".join(f"{type(error).__name__}: {error}".split())[:160]
+        raise SelectivityError(f"results table {path} cannot be read ({detail}); expected a "
+                               f"{path.suffix[1:]} table written by `selectivity sweep`") from None
+    return prepare_table(table)
 
 
 def prepare_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -63,9 +70,14 @@ def prepare_table(table: pd.DataFrame) -> pd.DataFrame:
     if len(pairs) > 1:
         named = ", ".join(f"{m}/{d}" for m, d in pairs.itertuples(index=False))
         raise SelectivityError(f"results table mixes model/dataset pairs ({named}): expected one; filter it first")
-    table = table.astype({"alpha": float, "alpha_label": str, "seed": int, "epoch": int,
-                          "layer": str, "layer_index": int, "unit": int, "metric": str,
-                          "value": float})
+    try:
+        table = table.astype({"alpha": float, "alpha_label": str, "seed": int, "epoch": int,
+                              "layer": str, "layer_index": int, "unit": int, "metric": str,
+                              "value": float})
+    except (ValueError, TypeError) as error:
+        detail = " ".join(str(error).split())[:120]
+        raise SelectivityError(f"results table has a value of the wrong type ({detail}): expected numbers "
+                               "in alpha, seed, epoch, layer_index, unit and value") from None
     final_epoch = table.groupby("run_id")["epoch"].transform("max")
     history = table["metric"].str.startswith(HISTORY_PREFIX)
     return table[(table["epoch"] == final_epoch) | history].reset_index(drop=True)

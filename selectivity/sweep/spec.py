@@ -22,7 +22,7 @@ from selectivity.alpha_schedule import parse_alpha
 from selectivity.config import ExperimentConfig, load_config, read_toml
 from selectivity.config import parse_assignments as parse_set_values  # noqa: F401  (the sweep API's name)
 from selectivity.errors import SelectivityError
-from selectivity.sweep.analyses import AnalysisPlan
+from selectivity.sweep.analyses import AnalysisPlan, get_analysis
 
 SPEC_KEYS = ("name", "base", "alphas", "seeds", "analyses", "analysis_settings", "overrides")
 SWEPT_SETTINGS = ("regularizer.alpha", "seed")  # set by the grid, not by overrides
@@ -50,7 +50,10 @@ def _normalize_alpha(alpha, where: str) -> float | str:
     """A number, or a schedule string; a string holding one plain number becomes that number."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, str)):
         raise SelectivityError(f"{where} = {alpha!r}: expected a number or a schedule string such as '0x5,-20'")
-    segments = parse_alpha(alpha)
+    try:
+        segments = parse_alpha(alpha)
+    except SelectivityError as error:  # malformed or not finite: say which grid entry
+        raise SelectivityError(f"{where}: {error}") from None
     if isinstance(alpha, str) and len(segments) == 1 and segments[0][1] is None:
         return segments[0][0]  # "-1" and -1 are the same run: give them the same hash
     return float(alpha) if not isinstance(alpha, str) else alpha.strip()
@@ -85,6 +88,8 @@ def spec_from_dict(values: dict, spec_dir: Path, default_name: str, where: str =
     analyses = values.get("analyses", [])
     if not isinstance(analyses, list) or not all(isinstance(name, str) for name in analyses):
         raise SelectivityError(f"{where}: analyses = {analyses!r}; expected a list of analysis names")
+    for name in analyses:  # an unknown analysis fails now, not after every run has trained
+        get_analysis(name)
     alphas = tuple(_normalize_alpha(a, f"alphas[{i}]") for i, a in enumerate(values["alphas"]))
     labels = [alpha_label(alpha) for alpha in alphas]
     if len(set(labels)) != len(labels):

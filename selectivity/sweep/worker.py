@@ -43,9 +43,18 @@ class RunOutcome:
     seconds: float | None = None
 
 
-def _load_trainer(name: str):
-    module_name, _, function_name = name.partition(":")
-    return getattr(importlib.import_module(module_name), function_name)
+def load_trainer(name: str):
+    """The function named by "package.module:function"; a name that does not resolve is a one-line error."""
+    module_name, colon, function_name = name.partition(":")
+    if not colon or not module_name or not function_name:
+        raise SelectivityError(f"trainer {name!r} is malformed; expected MODULE:FUNCTION such as {DEFAULT_TRAINER}")
+    try:
+        trainer = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as error:
+        raise SelectivityError(f"trainer {name!r} cannot be loaded ({error}); expected MODULE:FUNCTION") from None
+    if not callable(trainer):
+        raise SelectivityError(f"trainer {name!r} is not a function; expected MODULE:FUNCTION")
+    return trainer
 
 
 def _prepare(task: RunTask, directory: RunDirectory) -> RunOutcome | None:
@@ -83,7 +92,7 @@ def _train(task: RunTask, directory: RunDirectory, heartbeat) -> RunOutcome:
     print(f"start  [{task.index}/{task.total}] {task.run_id} alpha={task.alpha_label} seed={config.seed}"
           + (" (resuming from checkpoint)" if resumed else ""), flush=True)
     try:
-        _load_trainer(task.trainer)(config, directory.path, progress=False, heartbeat=heartbeat)
+        load_trainer(task.trainer)(config, directory.path, progress=False, heartbeat=heartbeat)
     except KeyboardInterrupt:  # the sweep is stopping: the checkpoint stays for the next one
         finish_attempt(directory.path, "interrupted")
         raise
