@@ -123,7 +123,7 @@ SWEEP_CASES = {
     "stale-after-zero": ("alphas = [0]\n", ["--stale-after", "0"], "--stale-after 0.0 is out of range"),
     "runs-per-gpu-zero": ("alphas = [0]\n", ["--runs-per-gpu", "0"], "--runs-per-gpu 0 is out of range"),
     "stale-after-nan": ("alphas = [0]\n", ["--stale-after", "nan"], "--stale-after nan is out of range"),
-    "workers-negative": ("alphas = [0]\n", ["--workers", "-1"], "--workers -1 is out of range"),
+    "workers-negative": ("alphas = [0]\n", ["--workers", "-1"], "--workers -1 for the local pool; expected >= 1 (0 runs inline)"),
 }
 
 

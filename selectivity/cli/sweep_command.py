@@ -59,8 +59,8 @@ def run(args) -> int:
 
 def check_arguments(args) -> None:
     """Numeric flags in range: a one-line error before any run starts."""
-    for flag, value, low in (("--workers", args.workers, 0), ("--runs-per-gpu", args.runs_per_gpu, 1),
-                             ("--cpus-per-run", args.cpus_per_run, 1)):
+    # --workers is checked by make_executor (0 runs inline, negative is refused there)
+    for flag, value, low in (("--runs-per-gpu", args.runs_per_gpu, 1), ("--cpus-per-run", args.cpus_per_run, 1)):
         if value is not None and value < low:
             raise SelectivityError(f"{flag} {value} is out of range; expected an integer >= {low}")
     check_seconds("--stale-after", args.stale_after)
