@@ -72,7 +72,7 @@ def trained_model(run_dir, data) -> torch.nn.Module:
 
 
 def test_trainer_evaluation_is_an_eval_mode_pass_over_the_test_split(tmp_path, digits):
-    record = train_run(config(), tmp_path / "run", progress=False)
+    record = train_run(config(batch_size=BATCH), tmp_path / "run", progress=False)
     by_hand = evaluate_by_hand(trained_model(tmp_path / "run", digits), digits.test.images, digits.test.labels, digits)
     assert record["test_accuracy"] == pytest.approx(by_hand["accuracy"], abs=1.5 / len(digits.test.labels))
     assert record["test_loss"] == pytest.approx(by_hand["loss"], rel=1e-4)
