@@ -3,10 +3,11 @@ import argparse
 import sys
 
 from selectivity import model_loading
-from selectivity.cli.measure_command import load_model_and_data, resolve_device_checked
+from selectivity.cli.measure_command import load_model_and_data
 from selectivity.data import list_datasets
 from selectivity.data.normalization import PRESETS, resolve_normalization
 from selectivity.errors import SelectivityError
+from selectivity.setup import resolve_device
 
 
 def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +34,7 @@ def load_source(args: argparse.Namespace):
         raise SelectivityError("--weights cannot be used with --run; a run's weights come from its checkpoint.pt")
     if args.dataset is None and not args.run_dir:
         raise SelectivityError(f"--dataset is required with --model/--torchvision; expected one of {', '.join(list_datasets())}")
-    device = resolve_device_checked(args.device)
+    device = resolve_device(args.device)  # a device that is not here: one line
     loaded, data = load_model_and_data(args)
     for note in loaded.notes:  # how a foreign checkpoint was read and renamed, before any number
         print(f"weights: {note}", file=sys.stdout)
