@@ -21,7 +21,8 @@ def test_sweep_with_cca_and_report_end_to_end(tmp_path, capsys):
     table_lines = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("-1", "0", "1")]
     assert [line[0] for line in table_lines] == ["-1", "0", "1"] and all(line[1] == "2" for line in table_lines)
     results = pd.read_parquet(tmp_path / "sweep" / "results.parquet")
-    assert results["run_id"].nunique() == 6
+    trained = results[~results["run_id"].str.startswith("off_axis/")]  # the off-axis rows pool a condition's seeds
+    assert trained["run_id"].nunique() == 6
     # the console's ± is the sample std over seeds (the report's is a CI), and says so
     assert "(mean ± std over seeds, not a confidence interval" in out
     accuracy = results[(results["layer"] == "network") & (results["metric"] == "test_accuracy")]
@@ -29,7 +30,8 @@ def test_sweep_with_cca_and_report_end_to_end(tmp_path, capsys):
         values = 100 * accuracy[accuracy["alpha"] == float(line[0])]["value"].to_numpy()
         assert line[2:5] == [f"{values.mean():.2f}", "±", f"{values.std(ddof=1):.2f}"]
     ratios = results[results["metric"] == "pwcca_ratio"]
-    assert set(ratios["alpha"]) == {-1.0, 1.0} and len(ratios) == 2 * 2 * 4  # runs x seeds x layers
+    assert set(ratios["alpha"]) == {-1.0, 1.0} and len(ratios) == 2 * 4  # regularized conditions x layers
+    assert set(ratios["run_id"]) == {"off_axis/-1", "off_axis/1"} and set(ratios["seed"]) == {-1}
     page = (tmp_path / "sweep" / "report" / "index.html").read_text()
     assert "fig5_cca_ratio_vs_alpha" in page and page.count("data:image/png;base64") >= 6
     assert (tmp_path / "sweep" / "report" / "headline.csv").exists()
