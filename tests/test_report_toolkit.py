@@ -1,5 +1,11 @@
 """The report's unit-toolkit sections: history rows survive, figures appear only with their rows."""
+import shutil
+
+import matplotlib
 import pandas as pd
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from selectivity.report.build import write_report
 from selectivity.report.figures_toolkit import ablation_points
@@ -54,3 +60,28 @@ def test_toolkit_figures_are_drawn_with_their_rows_and_absent_without(tmp_path):
     write_report(base, tmp_path / "without")
     assert not list((tmp_path / "without").glob("figU*")) and "U1." not in (tmp_path / "without" / "report.md").read_text()
 
+
+
+def test_top_unit_grids_beside_the_table_are_shown_on_the_sweep_page(tmp_path):
+    import base64
+
+    from selectivity.report.build import report_sweep
+    from selectivity.sweep import SweepFolder, write_results
+
+    base = sweep_table(seeds=(0, 1), with_cca=False)
+    write_results(SweepFolder(tmp_path), base)
+    grids = tmp_path / "analyses" / "top_units"
+    grids.mkdir(parents=True)
+    grid_bytes = {}
+    for name in ("-1_seed0_layer2_most_unit0.png", "-1_seed0_layer2_least_unit5.png"):
+        figure = plt.figure(figsize=(1, 1))
+        figure.savefig(grids / name)
+        plt.close(figure)
+        grid_bytes[name] = (grids / name).read_bytes()
+    page = report_sweep(tmp_path).read_text()
+    for name, data in grid_bytes.items():
+        assert (tmp_path / "report" / f"figU5_{name}").read_bytes() == data  # copied beside the page
+        assert base64.b64encode(data).decode("ascii") in page  # and embedded in it
+    assert "U5. Top and bottom inputs: alpha -1, seed 0 layer2, most, unit0" in page
+    shutil.rmtree(grids)
+    assert "U5." not in report_sweep(tmp_path).read_text()  # no grids, no section

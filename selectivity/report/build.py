@@ -1,8 +1,10 @@
 """write_report: a sweep's tidy table -> figures (PNG + SVG), CSV tables, index.html, report.md.
 
-Reads the table only; never trains or runs a model. Figures whose rows are absent (no unit
+Reads the table (and, for U5, the image grids the top_units analysis wrote beside it);
+never trains or runs a model. Figures whose rows are absent (no unit
 rows, no CCA rows) are skipped with a note on the page instead of failing.
 """
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -119,8 +121,27 @@ def _toolkit_figures(table, subtitle, out_dir) -> list[FigureEntry]:
     return entries
 
 
+def top_unit_gallery(sweep_dir: Path, out_dir: Path) -> list[FigureEntry]:
+    """U5: the image grids the `top_units` analysis wrote beside the table, copied into the report.
+
+    The grids are files, not rows, so they come from `<sweep>/analyses/top_units/` (named
+    `<alpha>_seed<S>_<layer>_<most|least>_unit<u>.png`); none there, no entries.
+    """
+    source = Path(sweep_dir) / "analyses" / "top_units"
+    entries = []
+    for png in sorted(source.glob("*.png")) if source.is_dir() else []:
+        copy = Path(out_dir) / f"figU5_{png.name}"
+        shutil.copyfile(png, copy)
+        alpha, _, rest = png.stem.partition("_seed")
+        heading = f"U5. Top and bottom inputs: alpha {alpha}, seed {rest.replace('_', ' ', 1).replace('_', ', ')}"
+        entries.append(FigureEntry(heading, "The k test images with the highest (top rows) and lowest (bottom rows) "
+                                            "response of the unit, each with its class.", png=copy))
+    return entries
+
+
 def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
-                 notes: dict | None = None, margin: float = DEFAULT_MARGIN_POINTS) -> Path:
+                 notes: dict | None = None, margin: float = DEFAULT_MARGIN_POINTS,
+                 extra_figures=None) -> Path:
     """Write the sweep report (figures, CSV tables, index.html, report.md) into out_dir.
 
     Args:
@@ -129,6 +150,8 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
         title: page title; default "<model> on <dataset>: class selectivity sweep".
         notes: optional extra facts; key "pwcca_subsample" describes CCA subsampling.
         margin: test-accuracy points a loss may reach and still count as "no loss" (>= 0).
+        extra_figures: optional callable out_dir -> [FigureEntry] for figures drawn from files
+            beside the table (the top-k grids), appended last.
     Returns:
         The path of index.html.
     """
@@ -147,6 +170,7 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
     robustness_entries, robustness_tables = robustness_sections(table, runs, conditions, subtitle, out_dir)
     figures = sorted(figures + [cca_entry] + robustness_entries, key=lambda entry: entry.heading)
     figures += _toolkit_figures(table, subtitle, out_dir)
+    figures += extra_figures(out_dir) if extra_figures else []
     csv_tables = {"runs.csv": runs, "summary_by_alpha.csv": conditions, "headline.csv": headline,
                   "accuracy_vs_baseline.csv": compared,
                   "summary_by_layer.csv": layer_summary(table), "cca_by_layer.csv": cca, **robustness_tables}
@@ -183,4 +207,5 @@ def report_sweep(sweep_dir: Path, out_dir: Path | None = None, margin: float = D
         raise SelectivityError(f"sweep {sweep_dir} does not exist: expected a sweep folder or results file")
     base = sweep_dir if sweep_dir.is_dir() else sweep_dir.parent
     out = check_writable(Path(out_dir) if out_dir else base / "report")  # before any figure is drawn
-    return write_report(load_results(sweep_dir), out, margin=margin)
+    return write_report(load_results(sweep_dir), out, margin=margin,
+                        extra_figures=lambda out_dir: top_unit_gallery(base, out_dir))

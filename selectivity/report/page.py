@@ -119,8 +119,8 @@ def _html_figure(entry: FigureEntry) -> str:
         return heading + f"<p class=\"note\">Not drawn: {html.escape(entry.skipped)}</p>"
     encoded = base64.b64encode(entry.png.read_bytes()).decode("ascii")
     return (heading + f"<figure><img src=\"data:image/png;base64,{encoded}\" alt=\"{html.escape(entry.heading)}\">"
-            f"<figcaption>{html.escape(entry.caption)} Files: <a href=\"{entry.png.name}\">{entry.png.name}</a>, "
-            f"<a href=\"{entry.svg.name}\">{entry.svg.name}</a>.</figcaption></figure>"
+            f"<figcaption>{html.escape(entry.caption)} Files: <a href=\"{entry.png.name}\">{entry.png.name}</a>"
+            + (f", <a href=\"{entry.svg.name}\">{entry.svg.name}</a>" if entry.svg else "") + ".</figcaption></figure>"
             + (_html_table(entry.table) if entry.table else ""))
 
 
@@ -160,8 +160,8 @@ def render_markdown(content: PageContent) -> str:
         if entry.skipped:
             parts.append(f"Not drawn: {entry.skipped}")
         else:
-            parts.append(f"![{entry.heading}]({entry.png.name})\n\n{entry.caption} "
-                         f"([SVG]({entry.svg.name}))")
+            parts.append(f"![{entry.heading}]({entry.png.name})\n\n{entry.caption}"
+                         + (f" ([SVG]({entry.svg.name}))" if entry.svg else ""))
             if entry.table:
                 parts.append(_markdown_table(entry.table))
     return "\n\n".join(parts) + "\n"
