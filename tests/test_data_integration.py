@@ -2,16 +2,13 @@
 
 Slow (~30-60 s: make_cifar10.py decodes 60,000 JPEGs), and the only test that is.
 """
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from selectivity.data import load_dataset
+from tests.shared_data import SHARED_DATA, write_standard_layout
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
@@ -21,10 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow,
 
 @pytest.fixture(scope="module")
 def cifar10_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar10")
-    subprocess.run([sys.executable, str(SHARED_DATA / "make_cifar10.py"), str(root)], check=True,
-                   capture_output=True)
-    return root
+    return write_standard_layout("make_cifar10.py", tmp_path_factory.mktemp("cifar10"))
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,6 @@
 10 train and 5 val images each, 49 grayscale JPEGs) written in the official layout by
 make_tiny_imagenet.py, loaded by the project's loader, then one training step of resnet18.
 """
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +15,8 @@ from selectivity.train.augment import draw_epoch_randomness
 from selectivity.train.loop import make_optimizer
 from selectivity.setup import build_model
 from selectivity.train.step import TrainStep, epoch_plan
+from tests.shared_data import SHARED_DATA, write_standard_layout
 
-# ../shared beside the repository root; SELECTIVITY_SHARED_DATA points elsewhere (e.g. from a git worktree)
-SHARED_DATA = Path(os.environ.get("SELECTIVITY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not (SHARED_DATA / "make_tiny_imagenet.py").is_file(),
@@ -31,9 +26,7 @@ pytestmark = [pytest.mark.integration,
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     """(root, folder) after make_tiny_imagenet.py wrote the sample."""
-    root = tmp_path_factory.mktemp("tiny")
-    subprocess.run([sys.executable, str(SHARED_DATA / "make_tiny_imagenet.py"), str(root)], check=True,
-                   capture_output=True)
+    root = write_standard_layout("make_tiny_imagenet.py", tmp_path_factory.mktemp("tiny"))
     return root, root / "tiny-imagenet-200"
 
 
