@@ -89,3 +89,43 @@ def test_status_command_on_a_spec_and_on_a_folder(tmp_path, capsys):
     assert main(["status", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
+
+
+def test_collect_writes_the_done_runs_only_and_trains_nothing(tmp_path, capsys):
+    (tmp_path / "base.toml").write_text("[train]\nepochs = 2\n")
+    spec = tmp_path / "s.toml"
+    spec.write_text('base = "base.toml"\nalphas = [0, -1]\nseeds = 2\nanalyses = []\n')
+    from selectivity.sweep import load_sweep_spec
+
+    folder = SweepFolder(tmp_path / "sweep")
+    runs = folder.runs_for(load_sweep_spec(spec))
+    for run in runs:
+        fake.train_run(run.config, run.path)
+    unfinished = runs[3]
+    unfinished.directory.done_path.unlink()  # trained but not finished: a sweep still on it
+    before = sorted(p.name for p in unfinished.path.iterdir())
+    out = tmp_path / "published"
+    assert main(["sweep", str(spec), "--store", str(folder.path), "--collect", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "collected 3 of 4 runs" in printed and f"not collected (not done): {unfinished.run_id}" in printed
+    import pandas as pd
+
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(table["run_id"].unique()) == sorted(run.run_id for run in runs[:3])
+    for run in runs[:3]:  # each run's accuracy is its last metrics record, read here independently
+        last = json.loads(run.directory.metrics_path.read_text().splitlines()[-1])
+        rows = table[(table["run_id"] == run.run_id) & (table["metric"] == "test_accuracy")]
+        assert rows["value"].tolist() == [last["test_accuracy"]]
+    assert (out / "results.parquet").exists()
+    assert not folder.results_csv.exists() and not folder.results_parquet.exists()  # the sweep's own table
+    assert sorted(p.name for p in unfinished.path.iterdir()) == before  # not claimed, not resumed
+
+
+def test_collect_with_no_done_run_is_one_line_error(tmp_path, capsys):
+    (tmp_path / "base.toml").write_text("[train]\nepochs = 1\n")
+    spec = tmp_path / "s.toml"
+    spec.write_text('base = "base.toml"\nalphas = [0]\nseeds = 1\n')
+    assert main(["sweep", str(spec), "--store", str(tmp_path / "sweep"), "--collect", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "no run" in error and "is done yet" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "o" / "results.csv").exists()

@@ -1,12 +1,13 @@
 """`selectivity sweep SPEC`: run every run of an alpha x seed sweep that is not done yet."""
 import shlex
 import sys
+from pathlib import Path
 
-from selectivity.atomic import check_writable
+from selectivity.atomic import check_writable, write_table
 from selectivity.claims import DEFAULT_STALE_AFTER
 from selectivity.cli.options import check_seconds
 from selectivity.cli.report_command import DEFAULT_MARGIN_POINTS
-from selectivity.sweep import make_executor, open_sweep, parse_set_values, run_sweep
+from selectivity.sweep import build_results, make_executor, open_sweep, parse_set_values, run_sweep
 from selectivity.sweep.executors import RUNS_PER_GPU
 from selectivity.errors import SelectivityError
 from selectivity.sweep.stopping import stop_on_signals
@@ -39,6 +40,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (lines per run stay)")
     parser.add_argument("--report", action="store_true",
                         help="then write the report (figures, tables, HTML) into the sweep folder's report/")
+    parser.add_argument("--collect", default=None, metavar="DIR",
+                        help="train nothing: write results.parquet / results.csv of the runs already done (and "
+                             "the spec's analyses of them) into DIR, e.g. to publish part of a sweep that is still "
+                             "running; the runs not done are listed, never guessed")
     parser.add_argument("--report-margin", type=float, default=DEFAULT_MARGIN_POINTS, metavar="POINTS",
                         help="with --report: the accuracy margin of the 'no loss' verdicts (see "
                              "`selectivity report --margin`; default %(default)s)")
@@ -80,6 +85,8 @@ def _sweep(args) -> int:
     check_arguments(args)
     assignments = [assignment for group in args.assignments for assignment in group]
     name, folder, runs, analyses = open_sweep(args.spec, args.store, parse_set_values(assignments))
+    if args.collect:
+        return _collect(name, folder, runs, analyses, Path(args.collect), args.report, args.report_margin)
     check_runs_can_start(runs, args.trainer)
     check_writable(folder.path)  # before any run starts
     executor = make_executor(args.executor, workers=args.workers, address=args.address,
@@ -102,6 +109,28 @@ def _sweep(args) -> int:
     if result.done:
         _summarize(folder.path, args.report, args.report_margin)
     return result.exit_code
+
+
+def _collect(name, folder, runs, analyses, out_dir: Path, report: bool, margin: float) -> int:
+    """`--collect DIR`: the results of the done runs only, written to DIR; no run is started or claimed.
+
+    Reads only finished run folders (done.json is written last, atomically), so it is safe
+    beside a sweep that is still training in the same folder, whose own table it never touches.
+    """
+    out_dir = check_writable(out_dir)
+    done = [run for run in runs if run.directory.is_done()]
+    if not done:
+        raise SelectivityError(f"sweep {name}: no run in {folder.path} is done yet; expected at least one to collect")
+    table = build_results(done, folder, analyses)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for file_name in ("results.parquet", "results.csv"):
+        write_table(out_dir / file_name, table)
+    print(f"sweep {name}: collected {len(done)} of {len(runs)} runs into {out_dir} (nothing trained)")
+    for run in runs:
+        if run not in done:
+            print(f"  not collected (not done): {run.run_id} alpha={run.alpha_label} seed={run.config.seed}")
+    _summarize(out_dir, report, margin)
+    return 0
 
 
 def _summarize(sweep_folder, write_report: bool, margin: float) -> None:
