@@ -42,6 +42,11 @@ def _finite(value) -> bool:
     return math.isfinite(value)
 
 
+def _is_integer(value) -> bool:
+    """An int, not a bool (TOML is checked by type already; this also covers settings made in code)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _layers_valid(layers) -> bool:
     if isinstance(layers, str):
         return layers in LAYER_PRESETS
@@ -129,6 +134,10 @@ class RegularizerSettings(_CheckedSettings):
     alpha: float | str = 0.0
     # unit layers: relu | blocks | module names
     layers: str | tuple[str, ...] = checked("relu", LAYERS_EXPECTED, _layers_valid)
+    # measure the logged training-batch SI (train_batch_si) on every k-th step of an epoch when the
+    # regularizer is inactive (alpha == 0 throughout); 1 = every step. Ignored while the penalty needs
+    # every step. Hashed like any setting: at 1 (the default) every existing hash is unchanged.
+    track_every: int = checked(1, "an integer >= 1", lambda v: _is_integer(v) and v >= 1)
 
     def __post_init__(self):
         super().__post_init__()
@@ -162,6 +171,13 @@ class ExperimentConfig(_CheckedSettings):
     # auto | cpu | cuda | cuda:N
     device: str = checked("auto", "auto, cpu, cuda or cuda:N", lambda v: DEVICE_PATTERN.fullmatch(v), hashed=False)
     tensorboard: bool = field(default=False, metadata=NOT_HASHED)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.train.cuda_graphs and self.regularizer.track_every > 1:
+            # a captured step replays whatever it recorded: it cannot measure on some steps only
+            raise SelectivityError(f"train.cuda_graphs = true with regularizer.track_every = "
+                                   f"{self.regularizer.track_every}; expected track_every = 1 with CUDA graphs")
 
 
 SECTIONS = {f.name: f.type for f in fields(ExperimentConfig) if dataclasses.is_dataclass(f.default)}

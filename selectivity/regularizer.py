@@ -27,12 +27,18 @@ class SelectivityRegularizer:
     `alpha` may also be a 0-dim tensor, so a compiled or graph-captured step can change it
     without recompiling.
 
+    Logging every k-th step: a trainer that calls `start_step(index)` before each step's
+    forward pass gets mu_SI measured at alpha == 0 only on steps with index % track_every == 0;
+    on the others the capture records nothing, no SI is computed and `last_mean_si` is None.
+    An active regularizer measures every step (the penalty needs it), whatever track_every.
+
     Args:
         alpha: the knob (number or 0-dim tensor).
         num_classes: K.
         layers: unit layers, as for UnitCapture ("relu", "blocks" or module names).
         eps: the SI denominator's epsilon.
         track_selectivity: also measure mu_SI (detached) when alpha == 0, for logging.
+        track_every: when alpha == 0, measure on every k-th step only (see start_step); 1 = every step.
     """
 
     def __init__(
@@ -42,12 +48,16 @@ class SelectivityRegularizer:
         layers: str | list[str] = "relu",
         eps: float = EPS,
         track_selectivity: bool = True,
+        track_every: int = 1,
     ):
+        if not (isinstance(track_every, int) and not isinstance(track_every, bool) and track_every >= 1):
+            raise SelectivityError(f"track_every = {track_every!r} is invalid; expected an integer >= 1")
         self.alpha = alpha
         self.num_classes = num_classes
         self.layers = layers
         self.eps = eps
         self.track_selectivity = track_selectivity
+        self.track_every = track_every
         self.last_mean_si: torch.Tensor | None = None  # detached mu_SI of the last batch
         self._capture: UnitCapture | None = None
         self._checked = False
@@ -56,6 +66,22 @@ class SelectivityRegularizer:
     def active(self) -> bool:
         """False only for a Python-number alpha of exactly 0: then nothing is added."""
         return isinstance(self.alpha, torch.Tensor) or self.alpha != 0
+
+    @property
+    def measure_every(self) -> int:
+        """Steps from one measured step to the next: 1 while the penalty needs every step, else track_every."""
+        return 1 if self.active else self.track_every
+
+    def start_step(self, step_index: int) -> bool:
+        """Announce the next step (its index in the epoch); returns whether it will measure mu_SI.
+
+        Call it before the step's forward pass. A step that does not measure leaves the
+        capture's hooks idle, so it stores no activation and penalty() computes no SI.
+        """
+        if self._capture is None:
+            return False
+        self._capture.enabled = step_index % self.measure_every == 0
+        return self._capture.enabled
 
     def attach(self, model: nn.Module):
         """Context manager that captures the unit activations the penalty needs."""
@@ -67,7 +93,7 @@ class SelectivityRegularizer:
 
     def penalty(self, labels: torch.Tensor) -> torch.Tensor:
         """-alpha * mu_SI for the batch just run (a scalar tensor; exact 0 when inactive)."""
-        if self._capture is None:
+        if self._capture is None or not self._capture.enabled:  # not tracking, or a step start_step skips
             self.last_mean_si = None
             return torch.zeros((), device=labels.device)
         activations = list(self._capture.activations.values())

@@ -26,7 +26,8 @@ SMALLEST = {
 # what each script's JSON must hold: seconds or ratios that are finite and positive
 EXPECTED = {
     "train_speed": ["seconds_per_epoch", "speedup_c_over_a", "ratio_a_over_b", "ratio_a_over_b_per_repeat"],
-    "regularizer_overhead": ["seconds_per_step", "ratio_alpha_minus_1_vs_none", "ratio_alpha_0_vs_none"],
+    "regularizer_overhead": ["seconds_per_step", "ratio_alpha_minus_1_vs_none", "ratio_alpha_0_vs_none",
+                             "ratio_alpha_0_every_k_vs_none", "ratio_alpha_0_every_k_vs_none_amortized"],
     "measure_speed": ["forward_seconds", "measure_seconds", "ratio"],
     "null_speed": ["measure_seconds", "measure_with_nulls_seconds", "ratio"],
     "sweep_throughput": ["images_per_second", "ratio_vs_k1"],
@@ -102,3 +103,13 @@ def test_train_speed_times_both_trainers_once_per_repeat():
 def test_gpu_check_script_parses():
     finished = subprocess.run(["bash", "-n", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
+
+
+@pytest.mark.slow
+def test_regularizer_overhead_names_its_every_k_variant():
+    result = run_benchmark("regularizer_overhead", *SMALLEST["regularizer_overhead"], "--track-every", "3")
+    assert list(result["seconds_per_step"]) == ["none", "alpha=0", "alpha=0,every=3", "alpha=-1"]
+    assert result["track_every"] == 3
+    every, measured = result["seconds_per_step"]["alpha=0,every=3"], result["seconds_per_step"]["alpha=0"]
+    amortized = (2 * every + measured) / 3 / result["seconds_per_step"]["none"]
+    assert result["ratio_alpha_0_every_k_vs_none_amortized"] == pytest.approx(amortized, rel=1e-2)

@@ -90,3 +90,26 @@ def test_spatial_mean_gradient_in_both_layouts(memory_format):
     reduce_to_units(maps).sum().backward()
     assert maps.grad.is_contiguous(memory_format=memory_format)
     torch.testing.assert_close(maps.grad, torch.full_like(maps, 1 / 30))
+
+
+def test_a_disabled_capture_records_nothing_and_keeps_its_hooks(monkeypatch):
+    import selectivity.capture.units as units
+
+    reductions = []  # every activation a hook stores is reduced to [B, U] first
+    reduce = units.reduce_to_units
+    monkeypatch.setattr(units, "reduce_to_units", lambda output: reductions.append(1) or reduce(output))
+    torch.manual_seed(0)
+    model, images = tiny_net(), torch.randn(2, 3, 8, 8)
+    before = hook_count(model)
+    with UnitCapture(model) as capture:
+        hooks = hook_count(model)
+        model(images)
+        assert list(capture.activations) == ["1", "3", "6"] and len(reductions) == 3
+        capture.enabled = False
+        output = model(images)
+        assert capture.activations == {} and len(reductions) == 3  # no stale pass, no hook's work
+        assert hook_count(model) == hooks  # switched off, not removed
+        capture.enabled = True
+        torch.testing.assert_close(model(images), output)
+        assert list(capture.activations) == ["1", "3", "6"] and len(reductions) == 6
+    assert hook_count(model) == before

@@ -185,3 +185,15 @@ def test_the_command_prints_a_warning_on_one_line(capsys, monkeypatch):
         "selectivity measure: warning: DataDependent cannot be traced by torch.fx (TraceError: symbolically traced "
         "variables cannot be used as inputs to control flow); capturing modules only: functional relu calls in its "
         "forward are not captured"]
+
+
+def test_a_disabled_capture_records_no_functional_site(net_and_images):
+    net, images = net_and_images
+    with UnitCapture(net) as capture:
+        capture.enabled = False
+        net(images)
+        assert capture.activations == {} and capture._pending == []
+        capture.enabled = True
+        net(images)
+        assert list(capture.activations) == ["relu()#1", "layer1.0.relu()#1", "layer1.0.relu()#2",
+                                             "layer1.1.relu()#1", "layer1.1.relu()#2", "relu()#2", "act"]

@@ -109,3 +109,35 @@ def test_the_edges_of_each_range_are_accepted():
     train = TrainSettings(lr=0.0, momentum=0.0, label_smoothing=1.0, weight_decay=0.0, milestones=(1,), epochs=1)
     config = ExperimentConfig(train=train, seed=2**64 - 1, device="cuda:3")
     assert config_from_dict(to_dict(config)) == config
+
+
+def test_track_every_leaves_existing_hashes_unchanged_and_is_hashed_when_set():
+    # computed on main (b4c1599) before regularizer.track_every existed: the default run and alpha = -1
+    main_default, main_alpha_minus_1 = "44136fa355b3", "ccbb8f374c76"
+    assert config_hash(ExperimentConfig()) == main_default
+    assert config_hash(config_from_dict({"regularizer": {"track_every": 1}})) == main_default
+    assert config_hash(config_from_dict({"regularizer": {"alpha": -1.0}})) == main_alpha_minus_1
+    every_5 = config_from_dict({"regularizer": {"track_every": 5}})  # validates
+    assert every_5.regularizer.track_every == 5 and RegularizerSettings(track_every=5).track_every == 5
+    # a different logged train_batch_si is a different result: its own folder
+    assert non_default_settings(every_5) == {"regularizer.track_every": 5}
+    assert config_hash(every_5) != main_default
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "a", True])
+def test_bad_track_every_is_a_one_line_error_from_toml_and_from_code(value):
+    with pytest.raises(SelectivityError, match=r"regularizer\.track_every = .* (is invalid; expected an integer >= 1|"
+                                               r"has type \w+; expected int)") as from_toml:
+        config_from_dict({"regularizer": {"track_every": value}})
+    with pytest.raises(SelectivityError, match=r"regularizer\.track_every = .* is invalid; expected an integer >= 1") \
+            as from_code:
+        RegularizerSettings(track_every=value)
+    assert "\n" not in str(from_toml.value) and "\n" not in str(from_code.value)
+
+
+def test_track_every_above_1_with_cuda_graphs_is_a_one_line_error():
+    with pytest.raises(SelectivityError, match="train.cuda_graphs = true with regularizer.track_every = 3; "
+                                               "expected track_every = 1 with CUDA graphs") as error:
+        config_from_dict({"train": {"cuda_graphs": True}, "regularizer": {"track_every": 3}})
+    assert "\n" not in str(error.value)
+    assert config_from_dict({"train": {"cuda_graphs": True}, "regularizer": {"track_every": 1}}).train.cuda_graphs

@@ -107,3 +107,75 @@ def test_negative_activations_are_refused():
     with regularizer.attach(model), pytest.raises(SelectivityError, match="layer 2 has negative activations"):
         model(torch.randn(16, 4))
         regularizer.penalty(torch.arange(16) % 3)
+
+
+def hidden_units(model, inputs):
+    """The mlp's two post-ReLU layers, computed by hand: [B, 16], [B, 8]."""
+    with torch.no_grad():
+        first = torch.relu(model[0](inputs))
+        return [first, torch.relu(model[2](first))]
+
+
+def logged_steps(alpha, track_every, steps=7):
+    """Train the mlp `steps` steps announcing each to the regularizer; per step: (mu_SI or None, grads, by hand)."""
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    regularizer = SelectivityRegularizer(alpha, num_classes=3, track_every=track_every)
+    generator = torch.Generator().manual_seed(1)
+    records = []
+    with regularizer.attach(model):
+        for step in range(steps):
+            inputs = torch.randn(48, 6, generator=generator)
+            labels = torch.arange(48) % 3
+            measures = regularizer.start_step(step)
+            by_hand = np.mean([reference_selectivity(units.double().numpy(), labels.numpy(), 3).mean()
+                               for units in hidden_units(model, inputs)])
+            loss = nn.functional.cross_entropy(model(inputs), labels) + regularizer.penalty(labels)
+            stored = len(regularizer._capture.activations)
+            optimizer.zero_grad()
+            loss.backward()
+            grads = [p.grad.clone() for p in model.parameters()]
+            optimizer.step()
+            mean_si = None if regularizer.last_mean_si is None else regularizer.last_mean_si.item()
+            records.append({"measures": measures, "si": mean_si, "stored": stored, "grads": grads, "by_hand": by_hand})
+    return records
+
+
+def test_alpha_zero_measures_only_every_kth_step(monkeypatch):
+    import selectivity.regularizer as regularizer_module
+
+    computed = []  # SI computations, by call
+    si = regularizer_module.batch_network_selectivity
+    monkeypatch.setattr(regularizer_module, "batch_network_selectivity", lambda *a: computed.append(1) or si(*a))
+    records = logged_steps(0.0, track_every=3)
+    assert [step for step, r in enumerate(records) if r["si"] is not None] == [0, 3, 6]
+    assert [r["measures"] for r in records] == [step % 3 == 0 for step in range(7)]
+    assert len(computed) == 3
+    assert [r["stored"] for r in records] == [2, 0, 0, 2, 0, 0, 2]  # skipped steps store no activation
+    for r in records[::3]:
+        assert r["si"] == pytest.approx(r["by_hand"], rel=1e-5)
+    every_step = logged_steps(0.0, track_every=1)
+    for skipping, measuring in zip(records, every_step):  # logging never touches training
+        assert all(torch.equal(a, b) for a, b in zip(skipping["grads"], measuring["grads"]))
+
+
+@pytest.mark.parametrize("alpha", [-1.0, 2.0, torch.tensor(-1.0), torch.tensor(0.0)],
+                         ids=["number", "positive", "tensor", "tensor-zero"])
+def test_an_active_regularizer_ignores_track_every(alpha):
+    """The penalty needs mu_SI on every step; a tensor alpha (schedules) is active even at 0."""
+    every_third = logged_steps(alpha.clone() if isinstance(alpha, torch.Tensor) else alpha, track_every=3)
+    every_step = logged_steps(alpha, track_every=1)
+    assert all(r["measures"] and r["si"] is not None and r["stored"] == 2 for r in every_third)
+    for step, (a, b) in enumerate(zip(every_third, every_step)):
+        assert a["si"] == b["si"] and a["si"] == pytest.approx(a["by_hand"], rel=1e-5), step
+        assert all(torch.equal(x, y) for x, y in zip(a["grads"], b["grads"])), step
+    if float(alpha) != 0:  # the penalty's gradient is there on every step: it differs from plain training
+        plain = logged_steps(0.0, track_every=1)
+        assert all(not torch.equal(a["grads"][0], p["grads"][0]) for a, p in zip(every_third, plain))
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "a", True])
+def test_bad_track_every_is_a_one_line_error(value):
+    with pytest.raises(SelectivityError, match="track_every = .* is invalid; expected an integer >= 1") as error:
+        SelectivityRegularizer(0.0, num_classes=3, track_every=value)
+    assert "\n" not in str(error.value)

@@ -47,8 +47,8 @@ def test_a_seed_repeats_a_run_exactly_and_another_seed_does_not(tmp_path):
 def test_alpha_zero_equals_the_loop_without_regularizer(tmp_path, monkeypatch):
     regularized = train_run(digits_config(0.0), tmp_path / "with", progress=False)
 
-    def no_regularizer(alpha, num_classes, layers):
-        return SelectivityRegularizer(alpha, num_classes, layers, track_selectivity=False)
+    def no_regularizer(alpha, num_classes, layers, **settings):
+        return SelectivityRegularizer(alpha, num_classes, layers, track_selectivity=False, **settings)
 
     monkeypatch.setattr(loop, "SelectivityRegularizer", no_regularizer)
     plain = train_run(digits_config(0.0), tmp_path / "without", progress=False)
@@ -57,6 +57,35 @@ def test_alpha_zero_equals_the_loop_without_regularizer(tmp_path, monkeypatch):
     with_weights = torch.load(tmp_path / "with" / "checkpoint.pt", weights_only=True)["model"]
     plain_weights = torch.load(tmp_path / "without" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(with_weights[k], plain_weights[k]) for k in with_weights)
+
+
+def test_logging_every_fifth_step_trains_exactly_like_logging_every_step(tmp_path, monkeypatch):
+    import selectivity.regularizer as regularizer_module
+
+    computed = []  # the regularizer's SI computations
+    si = regularizer_module.batch_network_selectivity
+    monkeypatch.setattr(regularizer_module, "batch_network_selectivity", lambda *a: computed.append(1) or si(*a))
+    runs = {}
+    for every in (1, 5):
+        computed.clear()
+        settings = dataclasses.replace(digits_config(0.0), regularizer=RegularizerSettings(track_every=every))
+        train_run(settings, tmp_path / str(every), progress=False)
+        runs[every] = (RunDirectory(tmp_path / str(every)), len(computed))
+    (every_step, every_step_count), (every_fifth, every_fifth_count) = runs[1], runs[5]
+    assert every_step_count == 2 * 11 and every_fifth_count == 2 * 3  # 11 steps per epoch: 0, 5, 10 measured
+    step_weights = torch.load(every_step.checkpoint_path, weights_only=True)
+    fifth_weights = torch.load(every_fifth.checkpoint_path, weights_only=True)
+    assert step_weights["model"].keys() == fifth_weights["model"].keys()
+    assert all(torch.equal(step_weights["model"][k], fifth_weights["model"][k]) for k in step_weights["model"])
+    momentum = [state["momentum_buffer"] for state in step_weights["optimizer"]["state"].values()]
+    assert all(torch.equal(a, state["momentum_buffer"])
+               for a, state in zip(momentum, fifth_weights["optimizer"]["state"].values()))
+    logged = ("seconds", "train_batch_si", "train_batch_si_every")
+    for first, fifth in zip(every_step.read_metrics(), every_fifth.read_metrics()):
+        assert {k: v for k, v in first.items() if k not in logged} == {k: v for k, v in fifth.items() if k not in logged}
+        assert (first["train_batch_si_every"], fifth["train_batch_si_every"]) == (1, 5)
+        assert first["train_batch_si"] != fifth["train_batch_si"]  # a different sample of the same epoch
+    pd.testing.assert_frame_equal(every_step.read_units(), every_fifth.read_units())
 
 
 def test_sign_of_alpha_moves_minibatch_selectivity(tmp_path):

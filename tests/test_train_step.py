@@ -158,6 +158,25 @@ def test_cuda_graphs_on_cpu_data_is_a_one_line_error():
                   data.train.images, data.train.labels, config, use_bf16=False, cuda_graphs=True)
 
 
+def test_cuda_graphs_with_logging_every_kth_step_is_a_one_line_error():
+    """A replay repeats the captured step, measuring or not; an active regularizer measures every step anyway."""
+    data = load_dataset("digits")
+    config = ExperimentConfig(device="cpu")
+    model = build_model(config, data)
+
+    def stepper(regularizer):
+        return TrainStep(model, make_optimizer(model, config, torch.device("cpu")), regularizer, data,
+                         data.train.images, data.train.labels, config, use_bf16=False, cuda_graphs=True,
+                         capture=RecordedStep)
+
+    with pytest.raises(SelectivityError, match="cuda_graphs with the regularizer measuring every 4 steps; "
+                                               "expected track_every = 1 with CUDA graphs") as error:
+        stepper(SelectivityRegularizer(0.0, 10, track_every=4))
+    assert "\n" not in str(error.value)
+    stepper(SelectivityRegularizer(torch.tensor(-1.0), 10, track_every=4))
+    stepper(SelectivityRegularizer(0.0, 10, track_every=1))
+
+
 def test_compile_and_cuda_graphs_together_is_a_one_line_error():
     with pytest.raises(SelectivityError, match="train.compile and train.cuda_graphs"):
         config_from_dict({"train": {"compile": True, "cuda_graphs": True}})

@@ -112,6 +112,10 @@ class UnitCapture:
         layers: "relu" (default), "blocks", or a list of module names (optionally `name#k`)
             and functional call sites (`owner.relu()`, `owner.relu()#k`).
         detach: detach the activations (measurement); keep the graph for the regularizer.
+
+    Set `enabled = False` to skip recording (the hooks return at once and `activations` is
+    left empty after the pass) without removing and re-registering the hooks; the
+    regularizer uses it to measure the logged SI on every k-th step only.
     """
 
     def __init__(self, model: nn.Module, layers: str | list[str] | tuple[str, ...] = "relu", detach: bool = True):
@@ -135,6 +139,7 @@ class UnitCapture:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._pending: list[tuple[str, torch.Tensor]] = []
         self.activations: dict[str, torch.Tensor] = {}
+        self.enabled = True
 
     def __enter__(self) -> "UnitCapture":
         modules = dict(self.model.named_modules())
@@ -166,6 +171,8 @@ class UnitCapture:
 
     def _recorder(self, name: str):
         def record(module, inputs, output):
+            if not self.enabled:
+                return
             units = reduce_to_units(output.detach() if self.detach else output)
             self._pending.append((name, units))
 

@@ -175,7 +175,8 @@ def _start_session(config: ExperimentConfig) -> Session:
         optimizer=make_optimizer(model, config, device),
         generator=torch.Generator().manual_seed(config.seed),
         regularizer=SelectivityRegularizer(
-            regularizer_alpha(config.regularizer.alpha, device), data.num_classes, layers=config.regularizer.layers
+            regularizer_alpha(config.regularizer.alpha, device), data.num_classes, layers=config.regularizer.layers,
+            track_every=config.regularizer.track_every,
         ),
         precision=resolved_precision(config.train.precision, device),
         train_images=data.train.images.to(device), train_labels=data.train.labels.to(device),
@@ -245,7 +246,9 @@ def _record(session: Session, epoch: int, alpha: float, totals, measurement, sec
         "lr": float(session.optimizer.param_groups[0]["lr"]),  # a device tensor under CUDA graphs
         "train_loss": totals.loss.item() / totals.images,
         "train_accuracy": totals.correct.item() / totals.images,
-        "train_batch_si": totals.selectivity.item() / totals.batches,
+        # the mean over the measured batches; a regularizer that never measures (not the trainer's) logs 0
+        "train_batch_si": totals.selectivity.item() / max(totals.measured_batches, 1),
+        "train_batch_si_every": session.regularizer.measure_every,  # absent in older records: every step
         "test_accuracy": measurement.accuracy,
         "test_loss": measurement.loss,
         "mean_si": measurement.mean_si,

@@ -46,6 +46,7 @@ class EpochTotals:
     nonfinite: torch.Tensor
     batches: int = 0
     images: int = 0
+    measured_batches: int = 0  # the batches whose mu_SI is in `selectivity` (every k-th at alpha == 0)
 
     @classmethod
     def zeros(cls, device: torch.device) -> "EpochTotals":
@@ -56,7 +57,7 @@ class EpochTotals:
         """In place: a captured graph keeps adding into these very tensors."""
         for tensor in (self.loss, self.selectivity, self.correct, self.nonfinite):
             tensor.zero_()
-        self.batches = self.images = 0
+        self.batches = self.images = self.measured_batches = 0
 
 
 class Replayable(Protocol):
@@ -97,6 +98,10 @@ class TrainStep:
         self.device = train_images.device
         if cuda_graphs and capture is capture_cuda_graph and self.device.type != "cuda":
             raise SelectivityError(f"cuda_graphs needs the training data on a CUDA device; it is on {self.device}")
+        if cuda_graphs and regularizer.track_selectivity and regularizer.measure_every > 1:
+            # a replay repeats the captured step as it was recorded, measuring or not
+            raise SelectivityError(f"cuda_graphs with the regularizer measuring every {regularizer.measure_every} steps; "
+                                   "expected track_every = 1 with CUDA graphs")
         self.totals = EpochTotals.zeros(self.device)
         self.last_objective = torch.zeros((), device=self.device)
         self.cuda_graphs, self._capture = cuda_graphs, capture
@@ -115,6 +120,7 @@ class TrainStep:
     def __call__(self, plan: torch.Tensor, lr: float) -> None:
         """One step on the batch `plan` ([4, B] int64, see epoch_plan) at learning rate `lr`."""
         batch = plan.shape[1]
+        measured = self.regularizer.start_step(self.totals.batches)
         if self.lr is None:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -133,6 +139,7 @@ class TrainStep:
             self._replay(batch, plan)  # recording ran nothing: this replay is the step
         self.totals.batches += 1
         self.totals.images += batch
+        self.totals.measured_batches += int(measured)
 
     def saw_nonfinite(self) -> bool:
         """Whether any loss so far this epoch was NaN or inf (one host sync)."""
