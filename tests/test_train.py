@@ -189,5 +189,7 @@ def test_compiled_model_is_traced_once_across_an_alpha_schedule(tmp_path):
     eager = digits_config("-1x1,0x1,-2", epochs=3, precision="fp32")
     train_run(eager, tmp_path / "eager", progress=False)
     first_compiled, first_eager = compiled.read_metrics()[0], RunDirectory(tmp_path / "eager").read_metrics()[0]
-    assert first_compiled["train_loss"] == pytest.approx(first_eager["train_loss"], rel=1e-4)
+    # inductor's kernels sum in another order than eager's, and the order depends on the thread count:
+    # with OMP_NUM_THREADS=1 the epoch's mean loss differed by 1.3e-4 relative (2.2432 vs 2.2429)
+    assert first_compiled["train_loss"] == pytest.approx(first_eager["train_loss"], rel=1e-3)
     assert first_compiled["train_batch_si"] == pytest.approx(first_eager["train_batch_si"], rel=1e-2)
