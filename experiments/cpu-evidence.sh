@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Evidence sweeps (issues 16, 17), run from a frozen snapshot of the code (~/sweep-code) so
-# mid-sweep commits on main cannot mix code versions inside one sweep. Resumable: rerunning
-# this script skips finished runs and resumes interrupted ones from their last epoch.
-# Order matters on this slow CPU (fp32, AVX2: ~25 min a 6-epoch ResNet20 run when idle):
-# alpha = 0 first, then the alphas whose verdicts 3 seeds can decide.
+# The background queue of the CPU evidence sweeps (issues 15, 16, 17), run from a frozen snapshot
+# of the code (~/sweep-code) so that commits on main cannot mix code versions inside one sweep.
+# Resumable: rerunning it skips finished runs and resumes interrupted ones from their last epoch.
 #
-#   bash experiments/cpu-evidence.sh          # from the repository root; background it: setsid nohup nice -n 5 ...
+#   cd REPO && setsid nohup nice -n 5 bash experiments/cpu-evidence.sh >> ~/runs/evidence.log 2>&1 &
+#   SNAPSHOT_COMMIT=<sha> bash experiments/cpu-evidence.sh   # move the snapshot first (see below)
 #
-# It freezes the current commit into ~/sweep-code the first time (git worktree), writes
-# CIFAR-10 to ~/data/cifar if absent, and keeps every run store under ~/runs.
+# The snapshot is created from the current commit the first time (git worktree). Move it to a
+# newer commit only after checking that the newer code trains bitwise the same runs under the
+# same hashes (session 5 did so for 9f7b5f2 -> main: a 2-epoch ResNet20 run at alpha = -1 on a
+# 1,520-image CIFAR-10 subset gave identical metrics.jsonl and units.parquet under one hash).
+# Order: cheap stages that complete an issue first. On the AVX2-only (fp32) EPYC, with two
+# 1-thread workers, a 6-epoch ResNet20 run takes about 25 min (two at a time).
 set -u
-if [ ! -d ~/sweep-code/selectivity ]; then git worktree add --detach ~/sweep-code HEAD; fi
+[ -d ~/sweep-code/selectivity ] || git worktree add --detach ~/sweep-code HEAD
+[ -n "${SNAPSHOT_COMMIT:-}" ] && git -C ~/sweep-code checkout -q --detach "$SNAPSHOT_COMMIT"
 [ -d ~/data/cifar/cifar-10-batches-py ] || python3 ../shared/data/make_cifar10.py ~/data/cifar
 cd ~/sweep-code
 export PYTHONPATH=~/sweep-code
@@ -18,16 +22,28 @@ export OMP_NUM_THREADS=1   # two 1-thread workers use 2 cores better than one 2-
 DATA=~/data/cifar
 S=experiments/sweeps
 W=${WORKERS:-2}
-log() { echo "[$(date -u +%FT%TZ)] $*"; }
-six() { python3 -m selectivity sweep $S/resnet20-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' \
-        --store ~/runs/resnet20-cifar10-cpu --workers $W --no-progress "$@"; log "exit $?"; }
-log "stage 1: alpha 0,-10,-2,-1,1 x seeds 0-2";  six --set 'alphas=[0,-10,-2,-1,1]' --set 'seeds=[0,1,2]'
-log "stage 2: same alphas, seeds 3-4";           six --set 'alphas=[0,-10,-2,-1,1]' --set 'seeds=[3,4]'
-log "stage 3: 18 epochs, alpha 0,-10,-1 x 3 seeds"
-python3 -m selectivity sweep $S/resnet20-cifar10-cpu-18ep.toml --set data.root=$DATA --set 'analyses=[]' \
-    --set 'alphas=[0,-10,-1]' --store ~/runs/resnet20-cifar10-cpu-18ep --workers $W --no-progress; log "exit $?"
-log "stage 4: ResNet18 / Tiny ImageNet CPU scale (data: make_tiny_imagenet.py ~/data/tiny --git-dir ...)"
-[ -d ~/data/tiny/tiny-imagenet-200 ] && { python3 -m selectivity sweep $S/resnet18-tinyimagenet-cpu.toml \
-    --set data.root=$HOME/data/tiny --set 'analyses=[]' --store ~/runs/resnet18-tinyimagenet-cpu --workers 1 \
-    --no-progress; log "exit $?"; }
-log "stage 5: the rest of the 6-epoch grid";     six
+log() { echo "[$(date -u +%FT%TZ)] $* (code $(git rev-parse --short HEAD))"; }
+sweep() { python3 -m selectivity sweep --workers $W --no-progress "$@"; log "exit $?"; }  # a later --workers wins
+six() { sweep $S/resnet20-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' \
+        --store ~/runs/resnet20-cifar10-cpu "$@"; }
+log "stage 1: ResNet20 6 epochs, alpha 0,-10,-2,-1,1 x seeds 0-2";  six --set 'alphas=[0,-10,-2,-1,1]' --set 'seeds=[0,1,2]'
+log "stage 2: same alphas, seeds 3-4";                               six --set 'alphas=[0,-10,-2,-1,1]' --set 'seeds=[3,4]'
+log "stage 3: alpha schedules (issue 15) beside the constant runs, and the robustness analyses of seeds 0-2"
+# the constant alphas are the runs of stages 1-2 (same hash, same store): only the schedules train
+# (first call, no analyses); the second call finds every run done and runs the analyses in its own
+# process, one model at a time, so it gets both cores
+GRID=(--set 'alphas=[0,-10,-2,-1,1,"-10x2,0","0x2,-10"]' --set 'seeds=[0,1,2]' --store ~/runs/resnet20-cifar10-cpu)
+sweep $S/resnet20-cifar10-cpu-schedules.toml --set data.root=$DATA --set 'analyses=[]' "${GRID[@]}"
+OMP_NUM_THREADS=2 sweep $S/resnet20-cifar10-cpu-schedules.toml --set data.root=$DATA "${GRID[@]}"
+log "stage 4: ResNet18 / Tiny ImageNet CPU scale (issue 16)"
+[ -d ~/data/tiny/tiny-imagenet-200 ] || log "no ~/data/tiny/tiny-imagenet-200: python3 ../shared/data/make_tiny_imagenet.py ~/data/tiny --git-dir GIT_DIR"
+[ -d ~/data/tiny/tiny-imagenet-200 ] && OMP_NUM_THREADS=2 sweep $S/resnet18-tinyimagenet-cpu.toml --workers 1 \
+    --set data.root=$HOME/data/tiny --set 'analyses=[]' --store ~/runs/resnet18-tinyimagenet-cpu
+log "stage 5: VGG16 3 epochs, alpha -10,-1,0,1 x seeds 0-1, then seed 2 at alpha -1, 0 (issue 17)"
+sweep $S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' --store ~/runs/vgg16-cifar10-cpu
+sweep $S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' --store ~/runs/vgg16-cifar10-cpu \
+    --set 'alphas=[-1,0]' --set 'seeds=[2]'
+log "stage 6: ResNet20 18 epochs, alpha 0,-10,-1 x 3 seeds (issue 17: does a longer schedule shrink the cost?)"
+sweep $S/resnet20-cifar10-cpu-18ep.toml --set data.root=$DATA --set 'analyses=[]' --set 'alphas=[0,-10,-1]' \
+    --store ~/runs/resnet20-cifar10-cpu-18ep
+log "stage 7: the rest of the 6-epoch grid (alpha -5, -0.5, 10)";   six
