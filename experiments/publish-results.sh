@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Publish a sweep's results under docs/results/NAME/ so every table and figure of its page can be
+# rebuilt from committed files (tests/test_published_results.py checks the tables):
+#
+#   bash experiments/publish-results.sh NAME SPEC STORE [--set KEY=VALUE ...]
+#   bash experiments/publish-results.sh resnet20-cifar10 experiments/sweeps/resnet20-cifar10-cpu.toml \
+#       ~/runs/resnet20-cifar10-cpu --set 'alphas=[0,-10,-2,-1,1]' --set 'analyses=[]'
+#
+# 1. `selectivity sweep SPEC --store STORE --collect`: the tidy table of the runs already done
+#    (nothing trained; the runs left out are listed), written to docs/results/NAME/results.csv;
+# 2. `selectivity report docs/results/NAME/results.csv`: the tables (CSV), the figures (PNG) and
+#    report.md, copied beside it. Run it from the repository root.
+set -euo pipefail
+[ $# -ge 3 ] || { echo "usage: $0 NAME SPEC STORE [--set KEY=VALUE ...]" >&2; exit 2; }
+name=$1 spec=$2 store=$3
+shift 3
+out=docs/results/$name
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python3 -m selectivity sweep "$spec" --store "$store" --collect "$work" "$@"
+python3 -m selectivity report "$work/results.csv" --out "$work/report"
+mkdir -p "$out"
+cp "$work/results.csv" "$out/"
+cp "$work"/report/*.csv "$work"/report/*.png "$work/report/report.md" "$out/"
+echo "published $(tail -n +2 "$out/results.csv" | cut -d, -f1 | sort -u | wc -l) runs in $out"
