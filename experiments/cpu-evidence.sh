@@ -26,7 +26,11 @@ log() { echo "[$(date -u +%FT%TZ)] $* (code $(git rev-parse --short HEAD))"; }
 sweep() { python3 -m selectivity sweep --workers $W --no-progress "$@"; log "exit $?"; }  # a later --workers wins
 six() { sweep $S/resnet20-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' \
         --store ~/runs/resnet20-cifar10-cpu "$@"; }
-log "stage 1: ResNet20 6 epochs, alpha 0,-10,-1,1,-2 x seeds 0-2";  six --set 'alphas=[0,-10,-1,1,-2]' --set 'seeds=[0,1,2]'
+# stage 1 in three steps so that a session that ends early has decided the most claims: alpha = -1
+# and 1 first (2 seeds each), then the third alpha = -1 seed and alpha = -10, then the rest
+log "stage 1a: ResNet20 6 epochs, alpha -1,1 x seeds 0-1";  six --set 'alphas=[-1,1]' --set 'seeds=[0,1]'
+log "stage 1b: alpha -1,-10 x seeds 1-2";                  six --set 'alphas=[-1,-10]' --set 'seeds=[1,2]'
+log "stage 1c: alpha 0,-10,-1,1,-2 x seeds 0-2";           six --set 'alphas=[0,-10,-1,1,-2]' --set 'seeds=[0,1,2]'
 log "stage 2: same alphas, seeds 3-4";                               six --set 'alphas=[0,-10,-2,-1,1]' --set 'seeds=[3,4]'
 log "stage 3: alpha schedules (issue 15) beside the constant runs, and the robustness analyses of seeds 0-2"
 # the constant alphas are the runs of stages 1-2 (same hash, same store): only the schedules train
