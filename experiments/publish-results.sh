@@ -20,6 +20,9 @@ trap 'rm -rf "$work"' EXIT
 python3 -m selectivity sweep "$spec" --store "$store" --collect "$work" "$@"
 python3 -m selectivity report "$work/results.csv" --out "$work/report"
 mkdir -p "$out"
+rm -f "$out"/*.csv "$out"/*.png "$out/report.md"   # nothing from an earlier publication stays
 cp "$work/results.csv" "$out/"
-cp "$work"/report/*.csv "$work"/report/*.png "$work/report/report.md" "$out/"
+cp "$work"/report/*.csv "$work"/report/*.png "$out/"
+# the PNGs are published, not the SVG copies: drop report.md's links to them
+sed -E 's/ \(\[SVG\]\([^)]*\)\)//' "$work/report/report.md" > "$out/report.md"
 echo "published $(tail -n +2 "$out/results.csv" | cut -d, -f1 | sort -u | wc -l) runs in $out"

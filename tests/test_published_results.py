@@ -1,0 +1,113 @@
+"""Every published results page can be rebuilt from its committed results.csv.
+
+docs/results/<experiment>/results.csv is the tidy table the sweep wrote; the summary tables
+beside it (and the numbers on docs/results/<experiment>.md) must be what `selectivity report`
+gives from that file. The accuracies and the Welch comparisons are also recomputed here from
+the raw rows with scipy, independently of the report code.
+"""
+import io
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from selectivity.report.headline import comparison_table, headline_table
+from selectivity.report.tables import condition_summary, layer_summary, load_results, prepare_table, run_network_table
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+PUBLISHED = sorted(path.parent for path in RESULTS.glob("*/results.csv"))
+MARGIN = 0.5  # the pages use the default margin
+
+
+def test_at_least_one_experiment_is_published_with_its_table():
+    assert PUBLISHED, f"no docs/results/*/results.csv: expected every published experiment to commit its table"
+
+
+def _as_committed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as it reads back from CSV (the committed files went through to_csv)."""
+    return pd.read_csv(io.StringIO(frame.to_csv(index=False)))
+
+
+def _rebuilt(folder: Path) -> dict[str, pd.DataFrame]:
+    table = prepare_table(load_results(folder / "results.csv"))
+    runs = run_network_table(table)
+    conditions = condition_summary(runs)
+    return {"summary_by_alpha.csv": conditions, "summary_by_layer.csv": layer_summary(table),
+            "headline.csv": headline_table(runs, conditions, MARGIN),
+            "accuracy_vs_baseline.csv": comparison_table(runs, conditions, MARGIN)}
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_committed_tables_are_what_the_report_rebuilds(folder):
+    for name, frame in _rebuilt(folder).items():
+        committed = folder / name
+        assert committed.exists(), f"{committed} is missing: expected every table the report writes to be committed"
+        pd.testing.assert_frame_equal(pd.read_csv(committed), _as_committed(frame), check_exact=False, rtol=1e-12,
+                                      obj=str(committed))
+
+
+def _final_accuracy_points(folder: Path) -> pd.DataFrame:
+    """alpha_label, seed, accuracy (points) straight from the raw network rows."""
+    raw = pd.read_csv(folder / "results.csv", dtype={"alpha_label": str})
+    rows = raw[(raw["layer"] == "network") & (raw["metric"] == "test_accuracy")]
+    assert not rows.duplicated(["run_id"]).any(), "one final test_accuracy row per run"
+    return rows.assign(points=100 * rows["value"])[["alpha_label", "alpha", "seed", "points"]]
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_summary_and_welch_comparison_match_an_independent_computation(folder):
+    points = _final_accuracy_points(folder)
+    summary = pd.read_csv(folder / "summary_by_alpha.csv", dtype={"alpha_label": str}).set_index("alpha_label")
+    for label, group in points.groupby("alpha_label"):
+        values = group["points"].to_numpy()
+        assert summary.loc[label, "n_seeds"] == len(values)
+        assert math.isclose(100 * summary.loc[label, "test_accuracy_mean"], values.mean(), rel_tol=1e-12)
+        if len(values) > 1:
+            half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+            assert math.isclose(100 * summary.loc[label, "test_accuracy_ci95"], half, rel_tol=1e-9)
+    baseline = points.loc[points["alpha_label"] == "0", "points"].to_numpy()
+    compared = pd.read_csv(folder / "accuracy_vs_baseline.csv", dtype={"alpha_label": str})
+    assert len(compared) == points["alpha_label"].nunique() - 1, "every condition is compared with alpha = 0"
+    for row in compared.itertuples(index=False):
+        own = points.loc[points["alpha_label"] == row.alpha_label, "points"].to_numpy()
+        assert math.isclose(row.difference_points, own.mean() - baseline.mean(), rel_tol=1e-9, abs_tol=1e-12)
+        if min(len(own), len(baseline)) < 2:  # no interval from one seed: never decided
+            assert math.isnan(row.ci_low_points) and math.isnan(row.ci_high_points)
+            assert row.verdict == "undetermined"
+            continue
+        va, vb = own.var(ddof=1) / len(own), baseline.var(ddof=1) / len(baseline)
+        df = (va + vb) ** 2 / (va ** 2 / (len(own) - 1) + vb ** 2 / (len(baseline) - 1))
+        half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+        difference = own.mean() - baseline.mean()
+        assert math.isclose(row.difference_points, difference, rel_tol=1e-9, abs_tol=1e-12)
+        assert np.allclose([row.ci_low_points, row.ci_high_points], [difference - half, difference + half], rtol=1e-9)
+        expected = "no loss" if difference - half > -MARGIN else "loss" if difference + half < -MARGIN else "undetermined"
+        assert row.verdict == expected
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_the_page_quotes_the_committed_comparison(folder):
+    """Every verdict row of the page's table names the committed difference, CI and verdict."""
+    page = (folder.parent / f"{folder.name}.md").read_text()
+    compared = pd.read_csv(folder / "accuracy_vs_baseline.csv", dtype={"alpha_label": str})
+    for row in compared.itertuples(index=False):
+        interval = ("no CI[^|]*" if math.isnan(row.ci_low_points)
+                    else re.escape(f"[{row.ci_low_points:+.2f}, {row.ci_high_points:+.2f}] "))
+        pattern = (rf"\| alpha = {re.escape(row.alpha_label)} \|[^\n]*{re.escape(f'{row.difference_points:+.2f}')} \| "
+                   rf"{interval}\| \*\*{re.escape(row.verdict)}")
+        assert re.search(pattern, page), f"{folder.name}.md has no verdict row for alpha = {row.alpha_label} " \
+                                         f"matching {pattern!r}"
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_every_file_the_page_and_its_report_link_is_committed(folder):
+    for document in (folder.parent / f"{folder.name}.md", folder / "report.md"):
+        targets = re.findall(r"\]\(([^)#\s]+)\)", document.read_text())
+        local = [target for target in targets if "://" not in target]
+        assert local, f"{document} links no file"
+        missing = [target for target in local if not (document.parent / target).exists()]
+        assert not missing, f"{document} links files that are not committed: {missing}"
