@@ -43,9 +43,8 @@ def _cca_note(table: pd.DataFrame, notes: dict) -> str | None:
     return None
 
 
-def _unit_figures(table, subtitle, out_dir) -> list[FigureEntry]:
+def _unit_figures(table, layers, subtitle, out_dir) -> list[FigureEntry]:
     units = unit_selectivity(table)
-    layers = layer_summary(table)
     missing_units = "the table has no per-unit `si` rows (unit >= 0)."
     entries = [
         FigureEntry("1a. Per-unit SI distribution, pooled", "Every unit's test-set SI, pooled over layers and "
@@ -139,6 +138,19 @@ def top_unit_gallery(sweep_dir: Path, out_dir: Path) -> list[FigureEntry]:
     return entries
 
 
+def summary_tables(table: pd.DataFrame, margin: float = DEFAULT_MARGIN_POINTS) -> dict[str, pd.DataFrame]:
+    """The report's per-run and summary CSV tables, by file name, from a prepared tidy table.
+
+    runs.csv (one row per run), summary_by_alpha.csv, headline.csv, accuracy_vs_baseline.csv
+    and summary_by_layer.csv: what a published page quotes and is rebuilt from.
+    """
+    runs = run_network_table(table)
+    conditions = condition_summary(runs)
+    return {"runs.csv": runs, "summary_by_alpha.csv": conditions, "headline.csv": headline_table(runs, conditions, margin),
+            "accuracy_vs_baseline.csv": comparison_table(runs, conditions, margin),
+            "summary_by_layer.csv": layer_summary(table)}
+
+
 def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
                  notes: dict | None = None, margin: float = DEFAULT_MARGIN_POINTS,
                  extra_figures=None) -> Path:
@@ -159,21 +171,19 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
     table, notes, out_dir = prepare_table(table), notes or {}, Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, dataset = table["model"].iloc[0], table["dataset"].iloc[0]
-    runs = run_network_table(table)
-    conditions = condition_summary(runs)
-    headline = headline_table(runs, conditions, margin)
-    compared = comparison_table(runs, conditions, margin)
+    summaries = summary_tables(table, margin)
+    runs, conditions = summaries["runs.csv"], summaries["summary_by_alpha.csv"]
+    headline, compared = summaries["headline.csv"], summaries["accuracy_vs_baseline.csv"]
     subtitle = f"{model} on {dataset}, {seeds_phrase(conditions['n_seeds'])}"
-    figures = _network_figures(runs, conditions, subtitle, out_dir) + _unit_figures(table, subtitle, out_dir)
+    figures = (_network_figures(runs, conditions, subtitle, out_dir)
+               + _unit_figures(table, summaries["summary_by_layer.csv"], subtitle, out_dir))
     cca_entry, cca = _cca_figure(table, notes, subtitle, out_dir)
     # corruptions, attacks, dimensionality, schedules: only the sections whose rows exist
     robustness_entries, robustness_tables = robustness_sections(table, runs, conditions, subtitle, out_dir)
     figures = sorted(figures + [cca_entry] + robustness_entries, key=lambda entry: entry.heading)
     figures += _toolkit_figures(table, subtitle, out_dir)
     figures += extra_figures(out_dir) if extra_figures else []
-    csv_tables = {"runs.csv": runs, "summary_by_alpha.csv": conditions, "headline.csv": headline,
-                  "accuracy_vs_baseline.csv": compared,
-                  "summary_by_layer.csv": layer_summary(table), "cca_by_layer.csv": cca, **robustness_tables}
+    csv_tables = {**summaries, "cca_by_layer.csv": cca, **robustness_tables}
     for name, frame in csv_tables.items():
         if len(frame):
             write_text(out_dir / name, frame.to_csv(index=False))
