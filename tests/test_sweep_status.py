@@ -108,6 +108,7 @@ def test_collect_writes_the_done_runs_only_and_trains_nothing(tmp_path, capsys):
     assert main(["sweep", str(spec), "--store", str(folder.path), "--collect", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "collected 3 of 4 runs" in printed and f"not collected (not done): {unfinished.run_id}" in printed
+    assert printed.count("not collected") == 1  # the done runs are not listed as left out
     import pandas as pd
 
     table = pd.read_csv(out / "results.csv")

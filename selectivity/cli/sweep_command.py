@@ -118,17 +118,17 @@ def _collect(name, folder, runs, analyses, out_dir: Path, report: bool, margin: 
     beside a sweep that is still training in the same folder, whose own table it never touches.
     """
     out_dir = check_writable(out_dir)
-    done = [run for run in runs if run.directory.is_done()]
-    if not done:
+    table = build_results(runs, folder, analyses)  # reads only the runs that are done
+    collected = set(table["run_id"])
+    left_out = [run for run in runs if run.run_id not in collected]
+    if len(left_out) == len(runs):
         raise SelectivityError(f"sweep {name}: no run in {folder.path} is done yet; expected at least one to collect")
-    table = build_results(done, folder, analyses)
     out_dir.mkdir(parents=True, exist_ok=True)
     for file_name in ("results.parquet", "results.csv"):
         write_table(out_dir / file_name, table)
-    print(f"sweep {name}: collected {len(done)} of {len(runs)} runs into {out_dir} (nothing trained)")
-    for run in runs:
-        if run not in done:
-            print(f"  not collected (not done): {run.run_id} alpha={run.alpha_label} seed={run.config.seed}")
+    print(f"sweep {name}: collected {len(runs) - len(left_out)} of {len(runs)} runs into {out_dir} (nothing trained)")
+    for run in left_out:
+        print(f"  not collected (not done): {run.run_id} alpha={run.alpha_label} seed={run.config.seed}")
     _summarize(out_dir, report, margin)
     return 0
 
