@@ -10,7 +10,8 @@
 # newer commit only after checking that the newer code trains bitwise the same runs under the
 # same hashes (session 5 did so for 9f7b5f2 -> main: a 2-epoch ResNet20 run at alpha = -1 on a
 # 1,520-image CIFAR-10 subset gave identical metrics.jsonl and units.parquet under one hash).
-# Order: stages that complete an issue within a session first. On the AVX2-only (fp32) EPYC, with two
+# Order: stages that complete an issue within a session first (after Tiny ImageNet: the schedules and
+# robustness analyses of issue 15, which also finish seeds 0-2 of the constant alphas). On the AVX2-only (fp32) EPYC, with two
 # 1-thread workers, a 6-epoch ResNet20 run takes about 25 min (two at a time).
 set -u
 [ -d ~/sweep-code/selectivity ] || git worktree add --detach ~/sweep-code HEAD
@@ -34,15 +35,14 @@ log "stage 1t: ResNet18 / Tiny ImageNet CPU scale (issue 16; one session's worth
 [ -d ~/data/tiny/tiny-imagenet-200 ] || log "no ~/data/tiny/tiny-imagenet-200: python3 ../shared/data/make_tiny_imagenet.py ~/data/tiny --git-dir GIT_DIR"
 [ -d ~/data/tiny/tiny-imagenet-200 ] && OMP_NUM_THREADS=2 sweep $S/resnet18-tinyimagenet-cpu.toml --workers 1 \
     --set data.root=$HOME/data/tiny --set 'analyses=[]' --store ~/runs/resnet18-tinyimagenet-cpu
-log "stage 1c: alpha 0,-10,-1,1,-2 x seeds 0-2";           six --set 'alphas=[0,-10,-1,1,-2]' --set 'seeds=[0,1,2]'
-log "stage 2: same alphas, seeds 3-4";                               six --set 'alphas=[0,-10,-2,-1,1]' --set 'seeds=[3,4]'
-log "stage 3: alpha schedules (issue 15) beside the constant runs, and the robustness analyses of seeds 0-2"
+log "stage 3: the rest of alpha 0,-10,-2,-1,1 x seeds 0-2, the alpha schedules (issue 15), then the robustness analyses of all of them"
 # the constant alphas are the runs of stages 1-2 (same hash, same store): only the schedules train
 # (first call, no analyses); the second call finds every run done and runs the analyses in its own
 # process, one model at a time, so it gets both cores
 GRID=(--set 'alphas=[0,-10,-2,-1,1,"-10x2,0","0x2,-10"]' --set 'seeds=[0,1,2]' --store ~/runs/resnet20-cifar10-cpu)
 sweep $S/resnet20-cifar10-cpu-schedules.toml --set data.root=$DATA --set 'analyses=[]' "${GRID[@]}"
 OMP_NUM_THREADS=2 sweep $S/resnet20-cifar10-cpu-schedules.toml --set data.root=$DATA "${GRID[@]}"
+log "stage 2: same alphas, seeds 3-4";                               six --set 'alphas=[0,-10,-2,-1,1]' --set 'seeds=[3,4]'
 log "stage 5: VGG16 3 epochs, alpha -10,-1,0,1 x seeds 0-1, then seed 2 at alpha -1, 0 (issue 17)"
 sweep $S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' --store ~/runs/vgg16-cifar10-cpu
 sweep $S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' --store ~/runs/vgg16-cifar10-cpu \
