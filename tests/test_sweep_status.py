@@ -130,3 +130,23 @@ def test_collect_with_no_done_run_is_one_line_error(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert "no run" in error and "is done yet" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "o" / "results.csv").exists()
+
+
+def test_a_run_resumed_after_a_killed_attempt_counts_its_recorded_epochs(tmp_path):
+    """A SIGKILLed attempt never writes its end: the epochs it recorded still count for the ETA."""
+    from selectivity.sweep.run_state import training_seconds
+
+    (tmp_path / TIMING_FILE).write_text(json.dumps({"attempts": [
+        {"host": "h", "pid": 1, "start": 1000.0, "end": None, "outcome": None, "resumed": False},
+        {"host": "h", "pid": 2, "start": 5000.0, "end": 5100.0, "outcome": "done", "resumed": True}]}))
+    epochs = [400.0, 450.0, 90.0]  # two epochs by the killed attempt, the last by the resumed one
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "seconds": s}) + "\n"
+                                                    for i, s in enumerate(epochs)))
+    assert training_seconds(tmp_path) == sum(epochs)
+    # every attempt finished: their wall time (start-up included) is the larger and is used
+    (tmp_path / TIMING_FILE).write_text(json.dumps({"attempts": [
+        {"host": "h", "pid": 1, "start": 0.0, "end": 1000.0, "outcome": "done", "resumed": False}]}))
+    assert training_seconds(tmp_path) == 1000.0
+    (tmp_path / "metrics.jsonl").unlink()
+    (tmp_path / TIMING_FILE).unlink()
+    assert training_seconds(tmp_path) is None

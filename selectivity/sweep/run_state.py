@@ -112,6 +112,15 @@ def finish_attempt(run_dir: str | Path, outcome: str) -> float:
 
 
 def training_seconds(run_dir: str | Path) -> float | None:
-    """Seconds spent in finished attempts (None if no attempt finished): the run's cost for ETAs."""
+    """The run's cost for ETAs: seconds of its finished attempts, or of its recorded epochs if more.
+
+    An attempt killed outright (SIGKILL, a machine that went away) never records its end, so a
+    resumed run's finished attempts can cover only its last epochs; the per-epoch `seconds` of
+    metrics.jsonl (training + evaluation of each recorded epoch, whichever attempt ran it) is
+    then the larger, and still a lower bound. None when neither says anything.
+    """
     finished = [a["end"] - a["start"] for a in read_timing(run_dir)["attempts"] if a.get("end")]
-    return sum(finished) if finished else None
+    recorded = [record.get("seconds", 0.0) for record in RunDirectory(run_dir).read_metrics(strict=False)]
+    if not finished and not recorded:
+        return None
+    return max(sum(finished), sum(recorded))
