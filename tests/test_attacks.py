@@ -58,6 +58,25 @@ def test_pgd_stays_in_the_ball_and_reaches_the_linear_optimum():
     assert clipped.max().item() <= 1.0 and (clipped - edge).abs().max().item() <= 0.05 + 1e-6
 
 
+def test_attacks_at_the_box_edges_match_a_hand_computation_clipped_to_0_1():
+    """On a 2-class linear model sign(d CE/dx) = sign(w_other - w_true), so each step is known in closed form."""
+    model, _, labels = linear_problem(count=4)
+    images = torch.where(torch.rand(4, *SHAPE, generator=torch.Generator().manual_seed(3)) < 0.5, 0.01, 0.99)
+    weight = model[1].weight.detach()
+    ascent = (weight[1 - labels] - weight[labels]).sign().view(4, *SHAPE)  # raises the cross-entropy
+    eps = 0.05
+    expected = (images + eps * ascent).clamp(0, 1)
+    np.testing.assert_allclose(fgsm(model, images, labels, eps).numpy(), expected.numpy(), atol=1e-7)
+    # PGD from a random start: the start is clipped to [0, 1] before the first step
+    noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(7))
+    start = (images + (2 * noise - 1) * eps).clamp(0, 1)
+    stepped = start + 0.01 * ascent
+    expected = (images + (stepped - images).clamp(-eps, eps)).clamp(0, 1)
+    ours = pgd(model, images, labels, eps, steps=1, step_size=0.01, random_start=True,
+               generator=torch.Generator().manual_seed(7))
+    np.testing.assert_allclose(ours.numpy(), expected.numpy(), atol=1e-7)
+
+
 def test_attack_accuracy_through_measure_model_has_the_closed_form():
     model, images, labels = linear_problem(count=200, seed=1)
     weight_gap = (model[1].weight[0] - model[1].weight[1]).abs().sum().item()

@@ -67,6 +67,15 @@ def test_a_ci_containing_minus_the_margin_is_undetermined():
     assert compare_accuracy(alpha_seeds, baseline_seeds).verdict == "undetermined"
 
 
+def test_a_ci_bound_exactly_at_minus_the_margin_decides_nothing():
+    """The rule is strict: "no loss" needs the lower bound *above* -m, "loss" the upper bound *below* -m."""
+    at_margin = compare_accuracy([89.5, 89.5], [90.0, 90.0])  # no spread: the CI is the point -0.5
+    assert (at_margin.ci_low, at_margin.ci_high) == (-0.5, -0.5)
+    assert at_margin.verdict == "undetermined"
+    just_above = compare_accuracy([89.75, 89.75], [90.0, 90.0])  # -0.25: inside the margin
+    assert just_above.verdict == "no loss"
+
+
 def test_seeds_needed_worked_by_hand():
     # both conditions: 3 seeds mean m, m +- 0.4 -> sd 0.4, difference 0, margin 0.5. With n seeds each,
     # equal spreads give Welch df 2n - 2, and t(0.975, 2n-2) * 0.4 * sqrt(2/n) must drop below 0.5:
