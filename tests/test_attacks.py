@@ -77,6 +77,23 @@ def test_attacks_at_the_box_edges_match_a_hand_computation_clipped_to_0_1():
     np.testing.assert_allclose(ours.numpy(), expected.numpy(), atol=1e-7)
 
 
+def test_pgd_default_step_size_is_two_and_a_half_eps_over_steps():
+    """Madry et al.'s default: the second gradient is taken 2.5 * eps / steps from the image."""
+    model, images, labels = linear_problem(count=4)
+    seen = []
+
+    def recording(batch):
+        seen.append(batch.detach().clone())
+        return model(batch)
+
+    eps, steps = 0.04, 10
+    pgd(recording, images, labels, eps, steps=steps)
+    weight = model[1].weight.detach()
+    ascent = (weight[1 - labels] - weight[labels]).sign().view(4, *SHAPE)
+    assert len(seen) == steps
+    np.testing.assert_allclose(seen[1].numpy(), (images + 2.5 * eps / steps * ascent).numpy(), atol=1e-7)
+
+
 def test_attack_accuracy_through_measure_model_has_the_closed_form():
     model, images, labels = linear_problem(count=200, seed=1)
     weight_gap = (model[1].weight[0] - model[1].weight[1]).abs().sum().item()
