@@ -59,6 +59,16 @@ def test_contrast_has_the_closed_form_and_truncates():
     assert set(out[:, :, :, 16:].unique().tolist()) == {223}  # 223.125
 
 
+def test_contrast_pulls_each_channel_to_its_own_mean():
+    """make_cifar_c.py: means = np.mean(x, axis=(0, 1), keepdims=True) on an HWC image, i.e. per channel."""
+    images = random_images(count=3)
+    images[:, 0] //= 4  # channels with clearly different means
+    x = images.numpy().astype(np.float64) / 255.0
+    means = x.mean(axis=(2, 3), keepdims=True)  # [N, C, 1, 1]
+    expected = (np.clip((x - means) * 0.4 + means, 0, 1) * 255).astype(np.uint8)  # severity 3: c = 0.4
+    np.testing.assert_array_equal(corrupt_images(images, "cifar10", "contrast", 3).numpy(), expected)
+
+
 def test_brightness_and_saturate_on_grey_follow_hsv():
     out = corrupt_images(grey(100), "cifar10", "brightness", 1)  # V + 0.05
     assert set(out.unique().tolist()) == {int((100 / 255 + 0.05) * 255)}
