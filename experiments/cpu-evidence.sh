@@ -50,4 +50,7 @@ sweep $S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' --stor
 log "stage 6: ResNet20 18 epochs, alpha 0,-10,-1 x 3 seeds (issue 17: does a longer schedule shrink the cost?)"
 sweep $S/resnet20-cifar10-cpu-18ep.toml --set data.root=$DATA --set 'analyses=[]' --set 'alphas=[0,-10,-1]' \
     --store ~/runs/resnet20-cifar10-cpu-18ep
+log "stage 6t: Tiny ImageNet, a second seed of alpha -1, 0, 1 (about 2 hours)"
+[ -d ~/data/tiny/tiny-imagenet-200 ] && OMP_NUM_THREADS=2 sweep $S/resnet18-tinyimagenet-cpu.toml --workers 1 \
+    --set data.root=$HOME/data/tiny --set 'analyses=[]' --set 'seeds=[1]' --store ~/runs/resnet18-tinyimagenet-cpu
 log "stage 7: the rest of the 6-epoch grid (alpha -5, -0.5, 10)";   six
