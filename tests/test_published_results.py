@@ -107,3 +107,39 @@ def test_every_file_the_page_and_its_report_link_is_committed(folder):
         assert local, f"{document} links no file"
         missing = [target for target in local if not (document.parent / target).exists()]
         assert not missing, f"{document} links files that are not committed: {missing}"
+
+
+ROBUSTNESS_TABLES = {  # committed table -> the raw metrics it summarises (docs/robustness.md)
+    "corruptions_by_alpha.csv": ("network", ("mean_corruption_accuracy", "clean_subset_accuracy")),
+    "attacks_by_alpha.csv": ("network", ("attack_accuracy:",)),
+    "dimensionality_by_layer.csv": ("layers", ("dim_pr", "dim_pcs", "perturbation_dim_pr", "perturbation_dim_pcs")),
+}
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_robustness_tables_exist_exactly_when_their_rows_do_and_match_the_raw_rows(folder):
+    """Each robustness table is committed iff results.csv has its metrics; its means and t-CIs are
+    recomputed here from the raw rows (per condition, or per condition and layer)."""
+    raw = pd.read_csv(folder / "results.csv", dtype={"alpha_label": str})
+    for name, (level, metrics) in ROBUSTNESS_TABLES.items():
+        scope = raw[raw["layer"] == "network"] if level == "network" else raw[raw["layer"] != "network"]
+        rows = scope[scope["metric"].apply(lambda metric: any(metric == m or (m.endswith(":") and
+                                                                             metric.startswith(m)) for m in metrics))]
+        committed = folder / name
+        assert committed.exists() == (len(rows) > 0), f"{name} committed: {committed.exists()}, rows: {len(rows)}"
+        if rows.empty:
+            continue
+        table = pd.read_csv(committed, dtype={"alpha_label": str})
+        keys = ["alpha_label"] if level == "network" else ["alpha_label", "layer"]
+        checked = 0
+        for (*key, metric), group in rows.groupby(keys + ["metric"]):
+            values = group["value"].to_numpy(dtype=float)
+            mask = np.logical_and.reduce([table[k] == v for k, v in zip(keys, key)])
+            assert mask.sum() == 1, f"{name}: no single row for {dict(zip(keys, key))}"
+            row = table[mask].iloc[0]
+            assert math.isclose(row[f"{metric}_mean"], values.mean(), rel_tol=1e-9, abs_tol=1e-12), (name, key, metric)
+            if len(values) > 1:
+                half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+                assert math.isclose(row[f"{metric}_ci95"], half, rel_tol=1e-9, abs_tol=1e-12), (name, key, metric)
+            checked += 1
+        assert checked, name

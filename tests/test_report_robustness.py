@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from selectivity.report.build import write_report
-from selectivity.report.figures_robustness import schedule_comparison
+from selectivity.report.robustness_tables import schedule_comparison
 from selectivity.report.tables import condition_summary, prepare_table, run_network_table
 from tests.report_fixture import ACCURACY, SEED_OFFSET, _row, run_rows, sweep_table
 

@@ -13,11 +13,12 @@ from selectivity.atomic import check_writable, write_text
 from selectivity.errors import SelectivityError
 from selectivity.report import figures_alpha, figures_toolkit, figures_units
 from selectivity.report.comparison import DEFAULT_MARGIN_POINTS, check_margin
-from selectivity.report.figures_robustness import robustness_sections
+from selectivity.report.figures_robustness import robustness_figures
 from selectivity.report.headline import comparison_table, headline_table
 from selectivity.report.off_axis_tables import METHOD_LABELS, off_axis_by_layer, off_axis_rows, off_axis_summary
 from selectivity.report.page import (FigureEntry, PageContent, comparison_rows, headline_rows, render_html,
                                      render_markdown, summary_rows)
+from selectivity.report.robustness_tables import robustness_tables
 from selectivity.report.style import seeds_phrase
 from selectivity.report.tables import (condition_summary, layer_summary, load_results, prepare_table,
                                        run_network_table, unit_selectivity)
@@ -142,13 +143,15 @@ def summary_tables(table: pd.DataFrame, margin: float = DEFAULT_MARGIN_POINTS) -
     """The report's per-run and summary CSV tables, by file name, from a prepared tidy table.
 
     runs.csv (one row per run), summary_by_alpha.csv, headline.csv, accuracy_vs_baseline.csv
-    and summary_by_layer.csv: what a published page quotes and is rebuilt from.
+    and summary_by_layer.csv, then those of the robustness analyses and alpha schedules whose
+    rows exist (corruptions_by_alpha.csv, attacks_by_alpha.csv, dimensionality_by_layer.csv,
+    schedules.csv): what a published page quotes and is rebuilt from.
     """
     runs = run_network_table(table)
     conditions = condition_summary(runs)
     return {"runs.csv": runs, "summary_by_alpha.csv": conditions, "headline.csv": headline_table(runs, conditions, margin),
             "accuracy_vs_baseline.csv": comparison_table(runs, conditions, margin),
-            "summary_by_layer.csv": layer_summary(table)}
+            "summary_by_layer.csv": layer_summary(table), **robustness_tables(table, runs, conditions)}
 
 
 def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
@@ -179,11 +182,11 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
                + _unit_figures(table, summaries["summary_by_layer.csv"], subtitle, out_dir))
     cca_entry, cca = _cca_figure(table, notes, subtitle, out_dir)
     # corruptions, attacks, dimensionality, schedules: only the sections whose rows exist
-    robustness_entries, robustness_tables = robustness_sections(table, runs, conditions, subtitle, out_dir)
+    robustness_entries = robustness_figures(table, runs, conditions, summaries, subtitle, out_dir)
     figures = sorted(figures + [cca_entry] + robustness_entries, key=lambda entry: entry.heading)
     figures += _toolkit_figures(table, subtitle, out_dir)
     figures += extra_figures(out_dir) if extra_figures else []
-    csv_tables = {**summaries, "cca_by_layer.csv": cca, **robustness_tables}
+    csv_tables = {**summaries, "cca_by_layer.csv": cca}
     for name, frame in csv_tables.items():
         if len(frame):
             write_text(out_dir / name, frame.to_csv(index=False))

@@ -10,18 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from selectivity.alpha_schedule import parse_alpha
 from selectivity.report.page import FigureEntry
+from selectivity.report.robustness_tables import (attack_columns, corruption_names, corruption_overall_columns,
+                                                  dimensionality_metrics, is_constant)
 from selectivity.report.style import (ACCURACY_AXIS_LABEL, RC, SCHEDULE_MARKER, SI_AXIS_LABEL, layer_colours, plt,
                                       save_figure, use_alpha_axis)
-from selectivity.report.tables import layer_summary, summarize
 
 CI = "Mean with 95% CI (t) across seeds; diamonds = alpha schedules, at their final alpha."
-BY = ["alpha_label", "alpha", "constant"]
-
-
-def _metrics(runs: pd.DataFrame, prefix: str) -> list[str]:
-    return sorted(column for column in runs.columns if column.startswith(prefix))
 
 
 def _plot_vs_alpha(ax, summary: pd.DataFrame, column: str, colour, label: str | None, scale: float = 1.0,
@@ -58,18 +53,11 @@ def _colours(count: int, name: str = "tab10") -> list:
     return [colour_map(index % 10) for index in range(count)]
 
 
-def corruption_figure(runs, conditions, subtitle: str, out_dir: Path) -> tuple[FigureEntry, pd.DataFrame]:
+def corruption_figure(runs, summary, conditions, subtitle: str, out_dir: Path) -> FigureEntry:
     heading = "R1. Common corruptions: accuracy vs alpha"
-    columns = _metrics(runs, "corruption_accuracy:")
-    if not columns or "mean_corruption_accuracy" not in runs:
-        return FigureEntry(heading, "", skipped="no corruption rows (the corruptions analysis was not run)."), \
-            pd.DataFrame()
-    runs = runs.copy()
-    names = sorted({column.split(":")[1] for column in columns})
-    for name in names:  # each run's mean over the severities it has
-        runs[name] = runs[[c for c in columns if c.split(":")[1] == name]].mean(axis=1)
-    overall = ["mean_corruption_accuracy"] + (["clean_subset_accuracy"] if "clean_subset_accuracy" in runs else [])
-    summary = summarize(runs, BY, overall + names)
+    if summary.empty:
+        return FigureEntry(heading, "", skipped="no corruption rows (the corruptions analysis was not run).")
+    overall, names = corruption_overall_columns(runs), corruption_names(runs)
     with plt.rc_context(RC):
         figure, (mean_ax, each_ax, si_ax) = plt.subplots(1, 3, figsize=(16, 4.2))
         for column, colour, label in zip(overall, ("tab:red", "0.4"), ("mean over corruptions", "clean (same images)")):
@@ -90,23 +78,18 @@ def corruption_figure(runs, conditions, subtitle: str, out_dir: Path) -> tuple[F
         paths = save_figure(figure, out_dir, "figR1_corruptions_vs_alpha")
     caption = ("Test accuracy under common corruptions (CIFAR-10-C / Tiny-ImageNet-C parameters, 5 severities; "
                "generated images approximate the published files) against alpha, beside mean SI. " + CI)
-    return FigureEntry(heading, caption, *paths), summary
+    return FigureEntry(heading, caption, *paths)
 
 
-def _attack_columns(runs: pd.DataFrame, attack: str) -> list[tuple[float, str]]:
-    return sorted((float(column.split(":")[2]), column) for column in _metrics(runs, f"attack_accuracy:{attack}:"))
-
-
-def attack_figure(runs, conditions, subtitle: str, out_dir: Path) -> tuple[FigureEntry, pd.DataFrame]:
+def attack_figure(runs, summary, conditions, subtitle: str, out_dir: Path) -> FigureEntry:
     heading = "R2. White-box attacks: accuracy vs alpha and eps"
-    attacks = [a for a in ("pgd", "fgsm") if _attack_columns(runs, a)]
-    if not attacks:
-        return FigureEntry(heading, "", skipped="no attack rows (the attacks analysis was not run)."), pd.DataFrame()
-    summary = summarize(runs, BY, _metrics(runs, "attack_accuracy:"))
+    attacks = [a for a in ("pgd", "fgsm") if attack_columns(runs, a)]
+    if not attacks or summary.empty:
+        return FigureEntry(heading, "", skipped="no attack rows (the attacks analysis was not run).")
     with plt.rc_context(RC):
         figure, axes = plt.subplots(1, len(attacks) + 2, figsize=(5.2 * (len(attacks) + 2), 4.2))
         for ax, name in zip(axes, attacks):
-            columns = _attack_columns(runs, name)
+            columns = attack_columns(runs, name)
             for (eps, column), colour in zip(columns, _colours(len(columns))):
                 _plot_vs_alpha(ax, summary, column, colour, f"eps = {eps:g}/255", 100)
             _clamp(ax, -3, 103)
@@ -114,7 +97,7 @@ def attack_figure(runs, conditions, subtitle: str, out_dir: Path) -> tuple[Figur
             ax.set_title(f"{name.upper()} accuracy vs alpha")
             ax.legend()
         eps_ax = axes[len(attacks)]
-        columns = _attack_columns(runs, attacks[0])
+        columns = attack_columns(runs, attacks[0])
         colour_map = plt.get_cmap("coolwarm")
         ordered = summary.sort_values("alpha").reset_index(drop=True)
         for index, row in ordered.iterrows():
@@ -134,16 +117,14 @@ def attack_figure(runs, conditions, subtitle: str, out_dir: Path) -> tuple[Figur
         figure.tight_layout()
         paths = save_figure(figure, out_dir, "figR2_attacks_vs_alpha")
     caption = "Test accuracy under FGSM and PGD at each eps against alpha, and against eps per alpha. " + CI
-    return FigureEntry(heading, caption, *paths), summary
+    return FigureEntry(heading, caption, *paths)
 
 
-def dimensionality_figure(table, conditions, subtitle: str, out_dir: Path) -> tuple[FigureEntry, pd.DataFrame]:
+def dimensionality_figure(table, summary, conditions, subtitle: str, out_dir: Path) -> FigureEntry:
     heading = "R3. Dimensionality per layer vs alpha"
-    metrics = [m for m in ("dim_pr", "perturbation_dim_pr", "dim_pcs", "perturbation_dim_pcs")
-               if (table["metric"] == m).any()]
-    if not metrics:
-        return FigureEntry(heading, "", skipped="no dimensionality rows (the analysis was not run)."), pd.DataFrame()
-    summary = layer_summary(table, tuple(metrics))
+    metrics = dimensionality_metrics(table)
+    if summary.empty:
+        return FigureEntry(heading, "", skipped="no dimensionality rows (the analysis was not run).")
     titles = {"dim_pr": "Participation ratio of test activations", "dim_pcs": "PCs for the variance threshold",
               "perturbation_dim_pr": "Participation ratio of the perturbation's change",
               "perturbation_dim_pcs": "PCs of the perturbation's change"}
@@ -152,7 +133,7 @@ def dimensionality_figure(table, conditions, subtitle: str, out_dir: Path) -> tu
         figure, axes = plt.subplots(1, len(metrics) + 1, figsize=(4.6 * (len(metrics) + 1), 4.2))
         for ax, metric in zip(axes, metrics):
             for (layer_index, layer), rows in summary.groupby(["layer_index", "layer"], sort=True):
-                _plot_vs_alpha(ax, rows.assign(constant=rows["alpha_label"].map(_is_constant)), metric,
+                _plot_vs_alpha(ax, rows.assign(constant=rows["alpha_label"].map(is_constant)), metric,
                                colours[layer_index], f"{layer_index}: {layer}")
             _clamp(ax, 0)
             ax.set_ylabel("dimensions")
@@ -165,37 +146,13 @@ def dimensionality_figure(table, conditions, subtitle: str, out_dir: Path) -> tu
     caption = ("Per layer: participation ratio (sum of covariance eigenvalues squared over sum of squares) and "
                "principal components for the variance threshold of test activations, and of the change a "
                "perturbation causes (perturbed minus clean). " + CI)
-    return FigureEntry(heading, caption, *paths), summary
+    return FigureEntry(heading, caption, *paths)
 
 
-def _is_constant(label: str) -> bool:
-    return len(parse_alpha(label)) == 1
-
-
-def schedule_comparison(conditions: pd.DataFrame) -> pd.DataFrame:
-    """Each schedule beside the constant alphas it is made of: accuracy and SI with CIs.
-
-    Returns:
-        One row per schedule and per constant alpha it uses (column `schedule` groups them),
-        with `kind` "schedule" or "constant" and the condition's summary columns.
-    """
-    schedules = conditions[~conditions["constant"]]
-    constants = conditions[conditions["constant"]].set_index("alpha")
-    rows = []
-    for schedule in schedules.itertuples(index=False):
-        rows.append({"schedule": schedule.alpha_label, "kind": "schedule", **schedule._asdict()})
-        for value in dict.fromkeys(value for value, _ in parse_alpha(schedule.alpha_label)):
-            if value in constants.index:
-                rows.append({"schedule": schedule.alpha_label, "kind": "constant",
-                             **constants.loc[value].to_dict(), "alpha": value})
-    return pd.DataFrame(rows)
-
-
-def schedule_figure(conditions, subtitle: str, out_dir: Path) -> tuple[FigureEntry, pd.DataFrame]:
+def schedule_figure(comparison, subtitle: str, out_dir: Path) -> FigureEntry:
     heading = "S. Alpha schedules vs constant alpha"
-    comparison = schedule_comparison(conditions)
     if comparison.empty:
-        return FigureEntry(heading, "", skipped="the sweep has no alpha schedules."), comparison
+        return FigureEntry(heading, "", skipped="the sweep has no alpha schedules.")
     with plt.rc_context(RC):
         figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
         labels = [f"{row.alpha_label}" + ("" if row.kind == "constant" else " (schedule)")
@@ -219,18 +176,15 @@ def schedule_figure(conditions, subtitle: str, out_dir: Path) -> tuple[FigureEnt
         paths = save_figure(figure, out_dir, "figS_schedules_vs_constant")
     caption = ("Each schedule (diamond) beside the constant-alpha runs of the values it uses (circles): final "
                "test accuracy and mean SI, mean with 95% CI (t) across seeds. Table: schedules.csv.")
-    return FigureEntry(heading, caption, *paths), comparison
+    return FigureEntry(heading, caption, *paths)
 
 
-def robustness_sections(table, runs, conditions, subtitle: str, out_dir: Path) -> tuple[list[FigureEntry], dict]:
-    """The sections above whose rows exist: (figure entries, {csv name: table}) for write_report."""
-    entries, tables = [], {}
-    for name, (entry, frame) in (
-            ("corruptions_by_alpha.csv", corruption_figure(runs, conditions, subtitle, out_dir)),
-            ("attacks_by_alpha.csv", attack_figure(runs, conditions, subtitle, out_dir)),
-            ("dimensionality_by_layer.csv", dimensionality_figure(table, conditions, subtitle, out_dir)),
-            ("schedules.csv", schedule_figure(conditions, subtitle, out_dir))):
-        if not entry.skipped:
-            entries.append(entry)
-            tables[name] = frame
-    return entries, tables
+def robustness_figures(table, runs, conditions, tables: dict, subtitle: str, out_dir: Path) -> list[FigureEntry]:
+    """The figures of the sections whose tables exist (`tables`: robustness_tables' result)."""
+    empty = pd.DataFrame()
+    entries = [corruption_figure(runs, tables.get("corruptions_by_alpha.csv", empty), conditions, subtitle, out_dir),
+               attack_figure(runs, tables.get("attacks_by_alpha.csv", empty), conditions, subtitle, out_dir),
+               dimensionality_figure(table, tables.get("dimensionality_by_layer.csv", empty), conditions, subtitle,
+                                     out_dir),
+               schedule_figure(tables.get("schedules.csv", empty), subtitle, out_dir)]
+    return [entry for entry in entries if not entry.skipped]
