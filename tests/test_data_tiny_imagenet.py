@@ -94,3 +94,20 @@ def test_unknown_wnid_in_annotations(tmp_path):
     annotations.write_text(annotations.read_text().replace("n01000000", "n05555555"))
     with pytest.raises(SelectivityError, match=r"val_annotations.txt has the line"):
         load_dataset("tiny-imagenet", root=tmp_path)
+
+
+def test_an_image_annotated_twice_is_refused(tmp_path):
+    folder = write_fake_tiny_imagenet(tmp_path)
+    annotations = folder / "val" / "val_annotations.txt"
+    annotations.write_text(annotations.read_text() + "val_1.JPEG\tn03000000\t0\t0\t63\t63\n")
+    with pytest.raises(SelectivityError, match=r"lists val_1.JPEG more than once") as error:
+        load_dataset("tiny-imagenet", root=tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_an_unannotated_val_image_is_left_out_with_a_warning(tmp_path):
+    folder = write_fake_tiny_imagenet(tmp_path)
+    solid((1, 2, 3)).save(folder / "val" / "images" / "val_9.JPEG", quality=100)
+    with pytest.warns(UserWarning, match=r"1 image\(s\) in .*have no line in val_annotations.txt"):
+        splits = load_dataset("tiny-imagenet", root=tmp_path)
+    assert splits.test.labels.tolist() == [2, 0, 1, 2]  # the four annotated ones, in annotation order

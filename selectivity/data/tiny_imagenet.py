@@ -3,6 +3,7 @@
 The labelled `val` split is used as the test split (the official test split has no labels).
 Class order is the order of wnids.txt; class names come from words.txt.
 """
+import warnings
 from pathlib import Path
 
 import torch
@@ -62,10 +63,14 @@ def list_train(folder: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
 
 
 def list_val(folder: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
-    """Val image files in val_annotations.txt order and their class indices."""
+    """Val image files in val_annotations.txt order and their class indices.
+
+    An image listed twice would count twice in every class mean: refused. An image in
+    val/images with no annotation has no label: left out, with a warning that counts them.
+    """
     annotations = folder / "val" / "val_annotations.txt"
     index_of = {wnid: index for index, wnid in enumerate(wnids)}
-    files, labels = [], []
+    files, labels, seen = [], [], set()
     for line in _read_lines(annotations):
         fields = line.split("\t")
         if len(fields) < 2 or fields[1] not in index_of:
@@ -75,8 +80,15 @@ def list_val(folder: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
         image = folder / "val" / "images" / fields[0]
         if not image.is_file():
             raise MissingSourceError(f"{NAME}: {image} is missing; {EXPECTED}")
+        if image in seen:
+            raise SelectivityError(f"{NAME}: {annotations} lists {fields[0]} more than once; expected one line per image")
+        seen.add(image)
         files.append(image)
         labels.append(index_of[fields[1]])
+    unlabelled = len({path.name for path in (folder / "val" / "images").glob("*.JPEG")} - {path.name for path in seen})
+    if unlabelled:
+        warnings.warn(f"{NAME}: {unlabelled} image(s) in {folder / 'val' / 'images'} have no line in {annotations.name} "
+                      "and are left out of the test split", stacklevel=2)
     return files, labels
 
 
