@@ -138,6 +138,10 @@ def test_a_mismatch_is_refused_naming_the_first_one(tmp_path, reference, capsys)
     assert "layer2.0.conv2.weight has shape [32, 32, 3, 1] but resnet20's layer2.0.conv2.weight has [32, 32, 3, 3]" in line
     option_b = {**state, "layer2.0.shortcut.0.weight": torch.zeros(32, 16, 1, 1)}  # projection shortcut: not resnet20
     assert "unexpected key layer2.0.shortcut.0.weight" in error_of(tmp_path, capsys, option_b)
+    # two file keys for one parameter (linear.* and its alias fc.*): refused, never one silently overwriting
+    for doubled in ({**state, "fc.weight": state["linear.weight"] * 2},
+                    {"fc.weight": state["linear.weight"] * 2, **state}):
+        assert "unexpected key" in error_of(tmp_path, capsys, doubled)
 
 
 def test_pickled_objects_need_an_explicit_opt_in(tmp_path, reference, capsys):
