@@ -182,7 +182,7 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
                + _unit_figures(table, summaries["summary_by_layer.csv"], subtitle, out_dir))
     cca_entry, cca = _cca_figure(table, notes, subtitle, out_dir)
     # corruptions, attacks, dimensionality, schedules: only the sections whose rows exist
-    robustness_entries = robustness_figures(table, runs, conditions, summaries, subtitle, out_dir)
+    robustness_entries = robustness_figures(runs, conditions, summaries, subtitle, out_dir)
     figures = sorted(figures + [cca_entry] + robustness_entries, key=lambda entry: entry.heading)
     figures += _toolkit_figures(table, subtitle, out_dir)
     figures += extra_figures(out_dir) if extra_figures else []

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from selectivity.report.page import FigureEntry
-from selectivity.report.robustness_tables import (attack_columns, corruption_names, corruption_overall_columns,
-                                                  dimensionality_metrics, is_constant)
+from selectivity.report.robustness_tables import (DIMENSIONALITY_METRICS, attack_columns, corruption_names,
+                                                  corruption_overall_columns)
 from selectivity.report.style import (ACCURACY_AXIS_LABEL, RC, SCHEDULE_MARKER, SI_AXIS_LABEL, layer_colours, plt,
                                       save_figure, use_alpha_axis)
+from selectivity.report.tables import is_constant_label
 
 CI = "Mean with 95% CI (t) across seeds; diamonds = alpha schedules, at their final alpha."
 
@@ -120,11 +121,11 @@ def attack_figure(runs, summary, conditions, subtitle: str, out_dir: Path) -> Fi
     return FigureEntry(heading, caption, *paths)
 
 
-def dimensionality_figure(table, summary, conditions, subtitle: str, out_dir: Path) -> FigureEntry:
+def dimensionality_figure(summary, conditions, subtitle: str, out_dir: Path) -> FigureEntry:
     heading = "R3. Dimensionality per layer vs alpha"
-    metrics = dimensionality_metrics(table)
     if summary.empty:
         return FigureEntry(heading, "", skipped="no dimensionality rows (the analysis was not run).")
+    metrics = [metric for metric in DIMENSIONALITY_METRICS if f"{metric}_mean" in summary]
     titles = {"dim_pr": "Participation ratio of test activations", "dim_pcs": "PCs for the variance threshold",
               "perturbation_dim_pr": "Participation ratio of the perturbation's change",
               "perturbation_dim_pcs": "PCs of the perturbation's change"}
@@ -133,7 +134,7 @@ def dimensionality_figure(table, summary, conditions, subtitle: str, out_dir: Pa
         figure, axes = plt.subplots(1, len(metrics) + 1, figsize=(4.6 * (len(metrics) + 1), 4.2))
         for ax, metric in zip(axes, metrics):
             for (layer_index, layer), rows in summary.groupby(["layer_index", "layer"], sort=True):
-                _plot_vs_alpha(ax, rows.assign(constant=rows["alpha_label"].map(is_constant)), metric,
+                _plot_vs_alpha(ax, rows.assign(constant=rows["alpha_label"].map(is_constant_label)), metric,
                                colours[layer_index], f"{layer_index}: {layer}")
             _clamp(ax, 0)
             ax.set_ylabel("dimensions")
@@ -179,12 +180,11 @@ def schedule_figure(comparison, subtitle: str, out_dir: Path) -> FigureEntry:
     return FigureEntry(heading, caption, *paths)
 
 
-def robustness_figures(table, runs, conditions, tables: dict, subtitle: str, out_dir: Path) -> list[FigureEntry]:
+def robustness_figures(runs, conditions, tables: dict, subtitle: str, out_dir: Path) -> list[FigureEntry]:
     """The figures of the sections whose tables exist (`tables`: robustness_tables' result)."""
     empty = pd.DataFrame()
     entries = [corruption_figure(runs, tables.get("corruptions_by_alpha.csv", empty), conditions, subtitle, out_dir),
                attack_figure(runs, tables.get("attacks_by_alpha.csv", empty), conditions, subtitle, out_dir),
-               dimensionality_figure(table, tables.get("dimensionality_by_layer.csv", empty), conditions, subtitle,
-                                     out_dir),
+               dimensionality_figure(tables.get("dimensionality_by_layer.csv", empty), conditions, subtitle, out_dir),
                schedule_figure(tables.get("schedules.csv", empty), subtitle, out_dir)]
     return [entry for entry in entries if not entry.skipped]

@@ -49,18 +49,10 @@ def attack_summary(runs: pd.DataFrame) -> pd.DataFrame:
     return summarize(runs, BY, columns) if columns else pd.DataFrame()
 
 
-def dimensionality_metrics(table: pd.DataFrame) -> list[str]:
-    return [metric for metric in DIMENSIONALITY_METRICS if (table["metric"] == metric).any()]
-
-
 def dimensionality_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per condition and layer: the dimensionality metrics, mean and 95% t-CI over seeds. Empty without rows."""
-    metrics = dimensionality_metrics(table)
+    metrics = [metric for metric in DIMENSIONALITY_METRICS if (table["metric"] == metric).any()]
     return layer_summary(table, tuple(metrics)) if metrics else pd.DataFrame()
-
-
-def is_constant(label: str) -> bool:
-    return len(parse_alpha(label)) == 1
 
 
 def schedule_comparison(conditions: pd.DataFrame) -> pd.DataFrame:
