@@ -67,6 +67,10 @@ def test_each_section_is_drawn_with_its_csv(table, tmp_path):
     dimensions = pd.read_csv(tmp_path / "dimensionality_by_layer.csv", dtype={"alpha_label": str})
     first = dimensions[(dimensions["alpha_label"] == "1") & (dimensions["layer_index"] == 2)].iloc[0]
     assert first["dim_pr_mean"] == pytest.approx(3 + 2 + 1) and first["perturbation_dim_pr_mean"] == 4
+    # one panel per dimensionality metric in the table (SVG text is kept as text: svg.fonttype none)
+    svg = (tmp_path / "figR3_dimensionality_vs_alpha.svg").read_text()
+    assert "Participation ratio of test activations" in svg and "Participation ratio of the perturbation" in svg
+    assert "PCs for the variance threshold" not in svg  # no dim_pcs rows, no panel
 
 
 def test_schedules_sit_beside_the_constants_they_use(table):
