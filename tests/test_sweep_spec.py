@@ -134,8 +134,16 @@ def test_analysis_settings_reach_each_analysis_and_survive_the_manifest(tmp_path
     assert seen == {"a": {"shuffles": 7, "mode": "mean"}, "b": {}}
 
 
+def test_settings_of_a_known_analysis_left_out_by_set_are_kept_aside(tmp_path):
+    # a spec that configures its analyses must still run with `--set analyses=[]` (train only)
+    path = write_spec(tmp_path, 'alphas = [0]\nanalyses = ["ablation"]\n[analysis_settings.ablation]\nk = 1\n')
+    spec = load_sweep_spec(path, cli_overrides=parse_set_values(["analyses=[]"]))
+    assert tuple(spec.analyses) == ()
+    assert spec.analyses.settings == {}
+
+
 @pytest.mark.parametrize("body, message", [
-    ('alphas = [0]\nanalyses = ["cca"]\n[analysis_settings.ablation]\nk = 1\n', "does not name"),
+    ('alphas = [0]\nanalyses = ["cca"]\n[analysis_settings.ablaton]\nk = 1\n', "neither in analyses"),
     ('alphas = [0]\nanalyses = ["cca"]\nanalysis_settings = 3\n', "expected tables"),
     ('alphas = [0]\nanalyses = ["cca"]\n[analysis_settings]\ncca = 3\n', "expected a table of settings"),
 ])
