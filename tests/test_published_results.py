@@ -143,3 +143,61 @@ def test_robustness_tables_exist_exactly_when_their_rows_do_and_match_the_raw_ro
                 assert math.isclose(row[f"{metric}_ci95"], half, rel_tol=1e-9, abs_tol=1e-12), (name, key, metric)
             checked += 1
         assert checked, name
+
+
+def _per_run_robustness(raw: pd.DataFrame) -> pd.DataFrame:
+    """alpha_label, seed, layer, metric, value of every robustness metric the difference table covers,
+    from the raw rows: each corruption's accuracy averaged over its severities per run."""
+    network = raw[raw["layer"] == "network"]
+    direct = network[network["metric"].isin(["mean_corruption_accuracy", "clean_subset_accuracy"])
+                     | network["metric"].str.startswith("attack_accuracy:")]
+    severities = network[network["metric"].str.startswith("corruption_accuracy:")]
+    per_corruption = (severities.assign(metric=severities["metric"].str.split(":").str[1])
+                      .groupby(["alpha_label", "seed", "layer", "metric"], as_index=False)["value"].mean())
+    layers = raw[(raw["layer"] != "network") & raw["metric"].isin(
+        ["dim_pr", "dim_pcs", "perturbation_dim_pr", "perturbation_dim_pcs"])]
+    columns = ["alpha_label", "seed", "layer", "metric", "value"]
+    return pd.concat([direct[columns], per_corruption[columns], layers[columns]], ignore_index=True)
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_robustness_differences_match_an_independent_welch_computation(folder):
+    """robustness_vs_baseline.csv (each condition minus alpha = 0) has one row per condition, layer and
+    metric, with the difference and Welch 95% interval scipy's t-test gives from the raw rows."""
+    raw = pd.read_csv(folder / "results.csv", dtype={"alpha_label": str})
+    values = _per_run_robustness(raw)
+    committed = folder / "robustness_vs_baseline.csv"
+    assert committed.exists() == (len(values) > 0 and (values["alpha_label"] == "0").any())
+    if not committed.exists():
+        return
+    table = pd.read_csv(committed, dtype={"alpha_label": str}).set_index(["alpha_label", "layer", "metric"])
+    assert not table.index.duplicated().any()
+    expected_rows = 0
+    for (layer, metric), scope in values.groupby(["layer", "metric"]):
+        baseline = scope.loc[scope["alpha_label"] == "0", "value"].to_numpy(dtype=float)
+        for label, group in scope[scope["alpha_label"] != "0"].groupby("alpha_label"):
+            own = group["value"].to_numpy(dtype=float)
+            row = table.loc[(label, layer, metric)]
+            expected_rows += 1
+            assert math.isclose(row["difference"], own.mean() - baseline.mean(), rel_tol=1e-9, abs_tol=1e-12)
+            if min(len(own), len(baseline)) < 2 or (own.var() == 0 and baseline.var() == 0):
+                continue  # no interval, or a point one: the unit tests cover both
+            low, high = stats.ttest_ind(own, baseline, equal_var=False).confidence_interval(0.95)
+            assert np.allclose([row["ci_low"], row["ci_high"]], [low, high], rtol=1e-9, atol=1e-12), (label, layer, metric)
+            assert row["direction"] == ("higher" if low > 0 else "lower" if high < 0 else "undetermined")
+    assert len(table) == expected_rows
+
+
+@pytest.mark.parametrize("folder", [f for f in PUBLISHED if (f / "schedules.csv").exists()], ids=lambda path: path.name)
+def test_schedule_minus_constant_matches_an_independent_welch_computation(folder):
+    points = _final_accuracy_points(folder)
+    table = pd.read_csv(folder / "schedules.csv", dtype={"alpha_label": str, "schedule": str})
+    constants = table[table["kind"] == "constant"]
+    assert len(constants), "schedules.csv without a constant beside its schedule"
+    for row in constants.itertuples(index=False):
+        own = points.loc[points["alpha_label"] == row.schedule, "points"].to_numpy() / 100
+        reference = points.loc[points["alpha_label"] == row.alpha_label, "points"].to_numpy() / 100
+        assert math.isclose(row.test_accuracy_schedule_minus, own.mean() - reference.mean(), rel_tol=1e-9, abs_tol=1e-12)
+        low, high = stats.ttest_ind(own, reference, equal_var=False).confidence_interval(0.95)
+        assert np.allclose([row.test_accuracy_schedule_minus_ci_low, row.test_accuracy_schedule_minus_ci_high],
+                           [low, high], rtol=1e-9, atol=1e-12)

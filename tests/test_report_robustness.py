@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from selectivity.report.build import write_report
-from selectivity.report.robustness_tables import schedule_comparison
+from selectivity.report.robustness_tables import robustness_vs_baseline, schedule_comparison
 from selectivity.report.tables import condition_summary, prepare_table, run_network_table
 from tests.report_fixture import ACCURACY, SEED_OFFSET, _row, run_rows, sweep_table
 
@@ -83,6 +83,66 @@ def test_schedules_sit_beside_the_constants_they_use(table):
     expected = np.mean([ACCURACY[-10.0] + SEED_OFFSET[seed] for seed in (0, 1)])
     assert comparison.iloc[0]["test_accuracy_mean"] == pytest.approx(expected)
     assert comparison.iloc[2]["test_accuracy_mean"] == pytest.approx(ACCURACY[0.0])
+
+
+def _welch(a, b):
+    """Independent Welch 95% interval of mean(a) - mean(b), from scipy's t-test."""
+    result = stats.ttest_ind(a, b, equal_var=False)
+    low, high = result.confidence_interval(0.95)
+    return np.mean(a) - np.mean(b), low, high
+
+
+def test_robustness_differences_from_alpha_zero_are_welch_intervals(table):
+    prepared = prepare_table(table)
+    compared = robustness_vs_baseline(prepared, run_network_table(prepared))
+    row = lambda label, layer, metric: compared[(compared["alpha_label"] == label) & (compared["layer"] == layer)
+                                                & (compared["metric"] == metric)].iloc[0]
+    # mean corruption accuracy: ROBUST[alpha] + 0.2 + 0.01 seed, so alpha - 0 is ROBUST[alpha] - 0.2 exactly,
+    # with the same seed spread in both: 0.10 higher at alpha = -10, 0.05 lower at alpha = 1
+    seeds = np.array([0, 1, 2])
+    for label, alpha, direction in (("-10", -10.0, "higher"), ("1", 1.0, "lower")):
+        got = row(label, "network", "mean_corruption_accuracy")
+        difference, low, high = _welch(ROBUST[alpha] + 0.2 + 0.01 * seeds, ROBUST[0.0] + 0.2 + 0.01 * seeds)
+        assert got["difference"] == pytest.approx(ROBUST[alpha] - ROBUST[0.0])
+        assert (got["ci_low"], got["ci_high"]) == pytest.approx((low, high))
+        assert got["direction"] == direction and got["n_seeds"] == 3 and got["n_baseline"] == 3
+    # each corruption is its severity mean per run: gaussian noise's seed term is 0.02 seed
+    noise = row("-10", "network", "gaussian_noise")
+    assert noise["difference"] == pytest.approx(0.10)
+    assert (noise["ci_low"], noise["ci_high"]) == pytest.approx(_welch(0.6 + 0.02 * seeds, 0.5 + 0.02 * seeds)[1:])
+    # attacks and dimensionality do not depend on alpha here: no direction
+    assert row("-10", "network", "attack_accuracy:pgd:0.5")["direction"] == "undetermined"
+    # FGSM at eps 0 is 0.9 in every run: a point interval at exactly 0 decides no direction
+    fgsm = row("-10", "network", "attack_accuracy:fgsm:0")
+    assert (fgsm["difference"], fgsm["ci_low"], fgsm["ci_high"], fgsm["direction"]) == (0, 0, 0, "undetermined")
+    layer = row("-1", "layer3.relu", "dim_pr")
+    assert layer["difference"] == pytest.approx(0.0) and layer["direction"] == "undetermined"
+    assert layer["layer_index"] == 2 and layer["mean"] == pytest.approx(3 + 2 + 1)
+    # the schedule is a condition too (its 2 seeds against alpha = 0's 3); alpha = 0 is never compared with itself
+    assert row("-10x2,0", "network", "mean_corruption_accuracy")["n_seeds"] == 2
+    assert "0" not in set(compared["alpha_label"])
+
+
+def test_robustness_differences_need_alpha_zero(table):
+    prepared = prepare_table(table)
+    without = prepared[prepared["alpha_label"] != "0"]
+    assert robustness_vs_baseline(without, run_network_table(without)).empty
+
+
+def test_each_schedule_is_compared_with_each_constant_it_uses(table):
+    prepared = prepare_table(table)
+    runs = run_network_table(prepared)
+    comparison = schedule_comparison(condition_summary(runs), runs).set_index("alpha_label")
+    schedule = [ACCURACY[-10.0] + SEED_OFFSET[seed] for seed in (0, 1)]
+    for constant, alpha in (("-10", -10.0), ("0", 0.0)):
+        reference = [ACCURACY[alpha] + SEED_OFFSET[seed] for seed in (0, 1, 2)]
+        difference, low, high = _welch(schedule, reference)
+        got = comparison.loc[constant]
+        assert got["test_accuracy_schedule_minus"] == pytest.approx(difference)
+        assert (got["test_accuracy_schedule_minus_ci_low"], got["test_accuracy_schedule_minus_ci_high"]) == \
+            pytest.approx((low, high))
+        assert got["test_accuracy_direction"] == ("lower" if high < 0 else "higher" if low > 0 else "undetermined")
+    assert np.isnan(comparison.loc["-10x2,0", "test_accuracy_schedule_minus"])  # the schedule's own row
 
 
 @pytest.mark.slow

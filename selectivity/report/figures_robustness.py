@@ -17,7 +17,8 @@ from selectivity.report.style import (ACCURACY_AXIS_LABEL, RC, SCHEDULE_MARKER, 
                                       save_figure, use_alpha_axis)
 from selectivity.report.tables import is_constant_label
 
-CI = "Mean with 95% CI (t) across seeds; diamonds = alpha schedules, at their final alpha."
+CI = ("Mean with 95% CI (t) across seeds; diamonds = alpha schedules, at their final alpha. Each condition "
+      "minus alpha = 0, with a Welch 95% CI: robustness_vs_baseline.csv.")
 
 
 def _plot_vs_alpha(ax, summary: pd.DataFrame, column: str, colour, label: str | None, scale: float = 1.0,
@@ -176,7 +177,8 @@ def schedule_figure(comparison, subtitle: str, out_dir: Path) -> FigureEntry:
         figure.tight_layout()
         paths = save_figure(figure, out_dir, "figS_schedules_vs_constant")
     caption = ("Each schedule (diamond) beside the constant-alpha runs of the values it uses (circles): final "
-               "test accuracy and mean SI, mean with 95% CI (t) across seeds. Table: schedules.csv.")
+               "test accuracy and mean SI, mean with 95% CI (t) across seeds. Table: schedules.csv (with each "
+               "schedule minus each constant and its Welch 95% CI).")
     return FigureEntry(heading, caption, *paths)
 
 

@@ -3,13 +3,20 @@
 Pure functions of the tidy table (and the per-run / per-condition tables built from it), so a
 published page's robustness tables can be rebuilt from its committed results.csv; the figures
 in figures_robustness draw these same tables. Metric names as in docs/robustness.md.
+Differences from a reference condition (alpha = 0, or a schedule's constant) are Welch 95%
+intervals over seeds, as the accuracy comparison uses (report.comparison.welch_interval).
 """
+import math
+
+import numpy as np
 import pandas as pd
 
 from selectivity.alpha_schedule import parse_alpha
-from selectivity.report.tables import layer_summary, summarize
+from selectivity.report.comparison import welch_interval
+from selectivity.report.tables import is_constant_label, layer_summary, summarize
 
 BY = ["alpha_label", "alpha", "constant"]
+BASELINE_LABEL = "0"
 DIMENSIONALITY_METRICS = ("dim_pr", "perturbation_dim_pr", "dim_pcs", "perturbation_dim_pcs")
 
 
@@ -28,14 +35,17 @@ def corruption_overall_columns(runs: pd.DataFrame) -> list[str]:
 def corruption_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per condition: mean corruption accuracy, clean accuracy on the same images, and each corruption's
     accuracy averaged over its severities (per run, then mean and 95% t-CI over seeds). Empty without rows."""
-    columns = metric_columns(runs, "corruption_accuracy:")
-    if not columns or "mean_corruption_accuracy" not in runs:
+    if not metric_columns(runs, "corruption_accuracy:") or "mean_corruption_accuracy" not in runs:
         return pd.DataFrame()
-    runs = runs.copy()
-    names = corruption_names(runs)
-    for name in names:  # each run's mean over the severities it has
+    return summarize(with_corruption_means(runs), BY, corruption_overall_columns(runs) + corruption_names(runs))
+
+
+def with_corruption_means(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` plus one column per corruption: each run's mean accuracy over the severities it has."""
+    columns, runs = metric_columns(runs, "corruption_accuracy:"), runs.copy()
+    for name in corruption_names(runs):
         runs[name] = runs[[c for c in columns if c.split(":")[1] == name]].mean(axis=1)
-    return summarize(runs, BY, corruption_overall_columns(runs) + names)
+    return runs
 
 
 def attack_columns(runs: pd.DataFrame, attack: str) -> list[tuple[float, str]]:
@@ -55,9 +65,33 @@ def dimensionality_summary(table: pd.DataFrame) -> pd.DataFrame:
     return layer_summary(table, tuple(metrics)) if metrics else pd.DataFrame()
 
 
-def schedule_comparison(conditions: pd.DataFrame) -> pd.DataFrame:
+def welch_difference(values, reference) -> tuple[float, float, float]:
+    """(mean(values) - mean(reference), 95% CI low, high); no interval (NaN) when either has < 2 values."""
+    values, reference = (np.asarray(v, dtype=float) for v in (values, reference))
+    values, reference = values[~np.isnan(values)], reference[~np.isnan(reference)]
+    if min(len(values), len(reference)) < 2:
+        difference = float(values.mean() - reference.mean()) if len(values) and len(reference) else math.nan
+        return difference, math.nan, math.nan
+    difference, low, high, _ = welch_interval(values, reference)
+    return difference, low, high
+
+
+def direction_of(ci_low: float, ci_high: float) -> str:
+    """"higher" / "lower" when the difference's CI excludes 0, else "undetermined" (also without a CI)."""
+    return "higher" if ci_low > 0 else "lower" if ci_high < 0 else "undetermined"
+
+
+SCHEDULE_METRICS = ("test_accuracy", "mean_si")
+
+
+def schedule_comparison(conditions: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each schedule beside the constant alphas it is made of: accuracy and SI with CIs.
 
+    Args:
+        conditions: condition_summary's table.
+        runs: the per-run table; with it, each constant row also gets the schedule minus that
+            constant, `<metric>_schedule_minus` with its Welch 95% CI (`..._ci_low`, `..._ci_high`)
+            and `<metric>_direction`, for test_accuracy and mean_si.
     Returns:
         One row per schedule and per constant alpha it uses (column `schedule` groups them),
         with `kind` "schedule" or "constant" and the condition's summary columns.
@@ -69,14 +103,70 @@ def schedule_comparison(conditions: pd.DataFrame) -> pd.DataFrame:
         rows.append({"schedule": schedule.alpha_label, "kind": "schedule", **schedule._asdict()})
         for value in dict.fromkeys(value for value, _ in parse_alpha(schedule.alpha_label)):
             if value in constants.index:
-                rows.append({"schedule": schedule.alpha_label, "kind": "constant",
-                             **constants.loc[value].to_dict(), "alpha": value})
+                row = {"schedule": schedule.alpha_label, "kind": "constant", **constants.loc[value].to_dict(),
+                       "alpha": value}
+                if runs is not None:
+                    row.update(_schedule_minus_constant(runs, schedule.alpha_label, row["alpha_label"]))
+                rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _schedule_minus_constant(runs: pd.DataFrame, schedule: str, constant: str) -> dict:
+    columns = {}
+    for metric in SCHEDULE_METRICS:
+        difference, low, high = welch_difference(runs.loc[runs["alpha_label"] == schedule, metric],
+                                                 runs.loc[runs["alpha_label"] == constant, metric])
+        columns.update({f"{metric}_schedule_minus": difference, f"{metric}_schedule_minus_ci_low": low,
+                        f"{metric}_schedule_minus_ci_high": high, f"{metric}_direction": direction_of(low, high)})
+    return columns
+
+
+def robustness_vs_baseline(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Every condition's robustness and dimensionality metrics minus alpha = 0's, with Welch 95% CIs.
+
+    Network metrics: mean corruption accuracy, clean accuracy on the same images, each corruption
+    (mean over its severities), each attack and eps. Layer metrics: the dimensionality metrics
+    of each layer. `direction` says whether the CI lies above 0 ("higher"), below ("lower"), or
+    neither ("undetermined", also when a condition has < 2 seeds). Empty without alpha = 0 runs
+    or without robustness rows.
+    """
+    network = with_corruption_means(runs) if metric_columns(runs, "corruption_accuracy:") else runs
+    network_metrics = ((corruption_overall_columns(runs) + corruption_names(runs) if "mean_corruption_accuracy" in runs
+                        else []) + metric_columns(runs, "attack_accuracy:"))
+    frames = [network.assign(layer="network", layer_index=-1)[["alpha_label", "alpha", "constant", "layer",
+                                                                 "layer_index", "seed"] + network_metrics]]
+    dimensions = table[(table["layer"] != "network") & (table["unit"] == -1)
+                       & table["metric"].isin(DIMENSIONALITY_METRICS)]
+    layer_metrics = [metric for metric in DIMENSIONALITY_METRICS if (dimensions["metric"] == metric).any()]
+    if layer_metrics:
+        wide = dimensions.pivot_table(index=["alpha_label", "alpha", "layer", "layer_index", "seed"], columns="metric",
+                                      values="value", aggfunc="mean").reset_index()
+        frames.append(wide.assign(constant=wide["alpha_label"].map(is_constant_label)))
+    rows = []
+    for frame, metrics in zip(frames, (network_metrics, layer_metrics)):
+        if not metrics or BASELINE_LABEL not in set(frame["alpha_label"]):
+            continue
+        for (layer, layer_index), scope in frame.groupby(["layer", "layer_index"], sort=False):
+            baseline = scope[scope["alpha_label"] == BASELINE_LABEL]
+            for (label, alpha, constant), group in scope.groupby(BY, sort=False):
+                if label == BASELINE_LABEL:
+                    continue
+                for metric in metrics:
+                    difference, low, high = welch_difference(group[metric], baseline[metric])
+                    rows.append({"alpha_label": label, "alpha": alpha, "constant": constant, "layer": layer,
+                                 "layer_index": layer_index, "metric": metric, "n_seeds": int(group[metric].notna().sum()),
+                                 "n_baseline": int(baseline[metric].notna().sum()), "mean": group[metric].mean(),
+                                 "baseline_mean": baseline[metric].mean(), "difference": difference, "ci_low": low,
+                                 "ci_high": high, "direction": direction_of(low, high)})
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).sort_values(["layer_index", "metric", "alpha", "alpha_label"]).reset_index(drop=True)
 
 
 def robustness_tables(table: pd.DataFrame, runs: pd.DataFrame, conditions: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """{csv name: table} of the sections whose rows exist (the report writes and publishes these)."""
     tables = {"corruptions_by_alpha.csv": corruption_summary(runs), "attacks_by_alpha.csv": attack_summary(runs),
               "dimensionality_by_layer.csv": dimensionality_summary(table),
-              "schedules.csv": schedule_comparison(conditions)}
+              "robustness_vs_baseline.csv": robustness_vs_baseline(table, runs),
+              "schedules.csv": schedule_comparison(conditions, runs)}
     return {name: frame for name, frame in tables.items() if len(frame)}
