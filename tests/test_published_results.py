@@ -157,7 +157,16 @@ def _per_run_robustness(raw: pd.DataFrame) -> pd.DataFrame:
     layers = raw[(raw["layer"] != "network") & raw["metric"].isin(
         ["dim_pr", "dim_pcs", "perturbation_dim_pr", "perturbation_dim_pcs"])]
     columns = ["alpha_label", "seed", "layer", "metric", "value"]
-    return pd.concat([direct[columns], per_corruption[columns], layers[columns]], ignore_index=True)
+    wide = direct.pivot_table(index=["alpha_label", "seed"], columns="metric", values="value")
+    drops = pd.DataFrame(index=wide.index)
+    if {"clean_subset_accuracy", "mean_corruption_accuracy"} <= set(wide.columns):
+        drops["corruption_drop"] = wide["clean_subset_accuracy"] - wide["mean_corruption_accuracy"]
+    for column in wide.columns:
+        _, *attack_eps = column.split(":")
+        if column.startswith("attack_accuracy:") and float(attack_eps[1]) > 0:
+            drops[f"attack_drop:{attack_eps[0]}:{attack_eps[1]}"] = wide[f"attack_accuracy:{attack_eps[0]}:0"] - wide[column]
+    drops = drops.reset_index().melt(["alpha_label", "seed"], var_name="metric").assign(layer="network")
+    return pd.concat([direct[columns], per_corruption[columns], layers[columns], drops[columns]], ignore_index=True)
 
 
 @pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)

@@ -23,6 +23,7 @@ def robustness_rows(table: pd.DataFrame) -> list[dict]:
             add("network", -1, f"corruption_accuracy:gaussian_noise:{severity}",
                 ROBUST[alpha] + 0.5 - 0.1 * severity + 0.02 * seed)
         add("network", -1, "mean_corruption_accuracy", ROBUST[alpha] + 0.2 + 0.01 * seed)
+        add("network", -1, "clean_subset_accuracy", 0.9)  # so the drop is 0.7 - ROBUST - 0.01 seed
         for eps in (0, 0.5, 1):
             add("network", -1, f"attack_accuracy:pgd:{eps:g}", 0.9 - 0.4 * eps - 0.01 * seed)
             add("network", -1, f"attack_accuracy:fgsm:{eps:g}", 0.9 - 0.2 * eps)
@@ -110,6 +111,15 @@ def test_robustness_differences_from_alpha_zero_are_welch_intervals(table):
     noise = row("-10", "network", "gaussian_noise")
     assert noise["difference"] == pytest.approx(0.10)
     assert (noise["ci_low"], noise["ci_high"]) == pytest.approx(_welch(0.6 + 0.02 * seeds, 0.5 + 0.02 * seeds)[1:])
+    # the drop from clean to corrupted on the same images: 0.9 - (ROBUST + 0.2 + 0.01 seed)
+    drop = row("-10", "network", "corruption_drop")
+    assert drop["mean"] == pytest.approx(0.7 - ROBUST[-10.0] - 0.01) and drop["difference"] == pytest.approx(-0.10)
+    assert (drop["ci_low"], drop["ci_high"]) == pytest.approx(_welch(0.4 - 0.01 * seeds, 0.5 - 0.01 * seeds)[1:])
+    assert drop["direction"] == "lower"
+    # PGD at eps 0.5 takes 0.2 of the eps-0 accuracy in every run
+    pgd_drop = row("1", "network", "attack_drop:pgd:0.5")
+    assert pgd_drop["mean"] == pytest.approx(0.2) and pgd_drop["difference"] == pytest.approx(0.0, abs=1e-12)
+    assert "attack_drop:pgd:0" not in set(compared["metric"])
     # attacks and dimensionality do not depend on alpha here: no direction
     assert row("-10", "network", "attack_accuracy:pgd:0.5")["direction"] == "undetermined"
     # FGSM at eps 0 is 0.9 in every run: a point interval at exactly 0 decides no direction

@@ -121,18 +121,41 @@ def _schedule_minus_constant(runs: pd.DataFrame, schedule: str, constant: str) -
     return columns
 
 
+def with_drops(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` plus each run's accuracy lost to a perturbation on the same images: `corruption_drop`
+    (clean subset minus mean corruption accuracy) and `attack_drop:<attack>:<eps>` (eps 0 minus eps).
+
+    Conditions whose clean accuracy differs (a short schedule's alpha = -10) lose more or less to
+    a perturbation than their absolute accuracies show; the drop separates the two.
+    """
+    runs = runs.copy()
+    if {"clean_subset_accuracy", "mean_corruption_accuracy"} <= set(runs):
+        runs["corruption_drop"] = runs["clean_subset_accuracy"] - runs["mean_corruption_accuracy"]
+    for attack in sorted({column.split(":")[1] for column in metric_columns(runs, "attack_accuracy:")}):
+        by_eps = dict(attack_columns(runs, attack))
+        if 0.0 in by_eps:
+            for eps, column in by_eps.items():
+                if eps > 0:
+                    runs[f"attack_drop:{attack}:{eps:g}"] = runs[by_eps[0.0]] - runs[column]
+    return runs
+
+
+def drop_columns(runs: pd.DataFrame) -> list[str]:
+    return (["corruption_drop"] if "corruption_drop" in runs else []) + metric_columns(runs, "attack_drop:")
+
+
 def robustness_vs_baseline(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Every condition's robustness and dimensionality metrics minus alpha = 0's, with Welch 95% CIs.
 
     Network metrics: mean corruption accuracy, clean accuracy on the same images, each corruption
-    (mean over its severities), each attack and eps. Layer metrics: the dimensionality metrics
+    (mean over its severities), each attack and eps, and the drops of with_drops. Layer metrics: the dimensionality metrics
     of each layer. `direction` says whether the CI lies above 0 ("higher"), below ("lower"), or
     neither ("undetermined", also when a condition has < 2 seeds). Empty without alpha = 0 runs
     or without robustness rows.
     """
-    network = with_corruption_means(runs) if metric_columns(runs, "corruption_accuracy:") else runs
+    network = with_drops(with_corruption_means(runs) if metric_columns(runs, "corruption_accuracy:") else runs)
     network_metrics = ((corruption_overall_columns(runs) + corruption_names(runs) if "mean_corruption_accuracy" in runs
-                        else []) + metric_columns(runs, "attack_accuracy:"))
+                        else []) + metric_columns(runs, "attack_accuracy:") + drop_columns(network))
     frames = [network.assign(layer="network", layer_index=-1)[["alpha_label", "alpha", "constant", "layer",
                                                                  "layer_index", "seed"] + network_metrics]]
     dimensions = table[(table["layer"] != "network") & (table["unit"] == -1)
