@@ -1,4 +1,7 @@
 """The corruptions / attacks / dimensionality post-sweep analyses on a real (smoke-size) digits run."""
+import json
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,16 +95,23 @@ def test_settings_are_checked():
         resolve_settings("attacks", {"steps": True})  # a bool is an int to Python, not to us
 
 
-def test_a_runs_rows_are_kept_for_the_same_settings(run, tmp_path, monkeypatch):
+def test_a_runs_rows_are_kept_for_the_same_settings(run, tmp_path, monkeypatch, capsys):
     import selectivity.sweep.robustness_analyses as analyses
 
-    settings = {"images": 8, "eps_255": [0, 4], "attacks": ["fgsm"]}
+    settings = {"images": 8, "eps_255": [0, 4], "attacks": ["fgsm"], "seed": 11}
     first = analysis_rows(run, "attacks", settings, tmp_path)
+    # one progress line per run, with the seconds it took; the kept file records them too
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(rf"analysis attacks \[1/1\] {run.run_id} alpha=0 seed=3: \d+ s", line), line
+    (kept,) = [json.loads(path.read_text()) for path in run.path.glob("analysis_attacks_*.json")
+               if json.loads(path.read_text())["settings"]["seed"] == 11]
+    assert kept["seconds"] > 0 and kept["threads"] >= 1
 
     def no_evaluation(*args):
         raise AssertionError("evaluated again")
 
     monkeypatch.setattr(analyses, "_measure_run", no_evaluation)
     pd.testing.assert_frame_equal(analysis_rows(run, "attacks", settings, tmp_path), first)
+    assert capsys.readouterr().err.strip().endswith(f"{run.run_id} alpha=0 seed=3: kept from before")
     with pytest.raises(AssertionError, match="evaluated again"):  # other settings: other rows
         analysis_rows(run, "attacks", {**settings, "images": 9}, tmp_path)

@@ -19,9 +19,12 @@ fp32, CPU) and returns tidy rows (docs/robustness.md lists metrics and settings)
 import hashlib
 import json
 import math
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from selectivity.analysis.corruptions import CORRUPTIONS
 from selectivity.atomic import write_json
@@ -113,13 +116,18 @@ def _sweep_rows(analysis: str, context: AnalysisContext) -> list[dict]:
     final = context.table.drop_duplicates("run_id").set_index("run_id")[["alpha", "epoch"]].to_dict("index")
     depth = context.table[context.table["unit"] == -1].drop_duplicates("layer").set_index("layer")["layer_index"]
     datasets, rows = {}, []
-    for run in context.runs:
+    for number, run in enumerate(context.runs, 1):
         config = run.config
         if config.data.dataset not in datasets:  # a sweep's runs share one dataset: load it once
             datasets[config.data.dataset] = load_data(config)
         data = datasets[config.data.dataset]
-        for layer, metric, value in _cached_rows(run.path, analysis, settings, lambda: _measure_run(
-                analysis, _target(run.path, config, data), data, config.data.dataset, settings)):
+        measured, seconds = _cached_rows(run.path, analysis, settings, lambda: _measure_run(
+            analysis, _target(run.path, config, data), data, config.data.dataset, settings))
+        # one line per run: an analysis of a whole sweep takes minutes to hours on a CPU
+        print(f"analysis {analysis} [{number}/{len(context.runs)}] {run.run_id} alpha={run.alpha_label} "
+              f"seed={config.seed}: " + (f"{seconds:.0f} s" if seconds is not None else "kept from before"),
+              file=sys.stderr, flush=True)
+        for layer, metric, value in measured:
             rows.append({
                 "run_id": run.run_id, "model": config.model.name, "dataset": config.data.dataset,
                 "alpha": float(final[run.run_id]["alpha"]), "alpha_label": run.alpha_label, "seed": config.seed,
@@ -128,16 +136,23 @@ def _sweep_rows(analysis: str, context: AnalysisContext) -> list[dict]:
     return rows
 
 
-def _cached_rows(run_dir: Path, analysis: str, settings: dict, measure) -> list:
+def _cached_rows(run_dir: Path, analysis: str, settings: dict, measure) -> tuple[list, float | None]:
     """A run's rows for these settings, kept in the run folder: rebuilding a sweep's results does not
-    evaluate its runs again (the runs are done, so their models no longer change)."""
+    evaluate its runs again (the runs are done, so their models no longer change).
+
+    Returns (rows, seconds the measurement took now, or None when the rows were kept from before);
+    the file records the seconds too (the cost of an analysis, for docs/benchmarks.md).
+    """
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = Path(run_dir) / f"analysis_{analysis}_{key}.json"
     if path.is_file():
-        return [tuple(row) for row in json.loads(path.read_text())["rows"]]
+        return [tuple(row) for row in json.loads(path.read_text())["rows"]], None
+    start = time.perf_counter()
     rows = measure()
-    write_json(path, {"analysis": analysis, "settings": settings, "rows": [list(row) for row in rows]})
-    return rows
+    seconds = time.perf_counter() - start
+    write_json(path, {"analysis": analysis, "settings": settings, "rows": [list(row) for row in rows],
+                      "seconds": seconds, "threads": torch.get_num_threads()})
+    return rows, seconds
 
 
 @register_analysis("corruptions")
