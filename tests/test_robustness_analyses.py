@@ -115,3 +115,52 @@ def test_a_runs_rows_are_kept_for_the_same_settings(run, tmp_path, monkeypatch, 
     assert capsys.readouterr().err.strip().endswith(f"{run.run_id} alpha=0 seed=3: kept from before")
     with pytest.raises(AssertionError, match="evaluated again"):  # other settings: other rows
         analysis_rows(run, "attacks", {**settings, "images": 9}, tmp_path)
+
+
+def test_the_robustness_command_analyses_one_run(run, tmp_path, capsys):
+    from selectivity.cli import main
+
+    data = load_dataset("digits")  # no published corruption parameters for digits: files, as CIFAR-10-C ships
+    clean = data.test.images[:IMAGES].numpy().transpose(0, 2, 3, 1)
+    np.save(tmp_path / "contrast.npy", np.concatenate([clean] * 4 + [np.zeros_like(clean)]))
+    np.save(tmp_path / "labels.npy", np.tile(data.test.labels[:IMAGES].numpy(), 5))
+    out = tmp_path / "robust.csv"
+    code = main(["robustness", str(run.path), "--analysis", "attacks", "--analysis", "corruptions",
+                 "--set", f"images={IMAGES}", "attacks.eps_255=[0,16]", "steps=2", "corruptions=['contrast']",
+                 "severities=[1,5]", f"folder='{tmp_path}'", "--out", str(out)])
+    assert code == 0
+    rows = pd.read_csv(out)
+    assert list(rows.columns) == ["analysis", "run_dir", "seed", "layer", "metric", "value"]
+    values = rows.set_index("metric")["value"]
+    accuracy = clean_accuracy(run)  # `images` reached both analyses: their clean numbers are these 40 images'
+    assert values["attack_accuracy:fgsm:0"] == pytest.approx(accuracy)
+    assert values["clean_subset_accuracy"] == pytest.approx(accuracy)
+    assert set(rows.loc[rows["analysis"] == "corruptions", "metric"]) == {
+        "corruption_accuracy:contrast:1", "corruption_accuracy:contrast:5", "mean_corruption_accuracy",
+        "clean_subset_accuracy"}
+    assert set(rows.loc[rows["analysis"] == "attacks", "metric"]) == {
+        "attack_accuracy:fgsm:0", "attack_accuracy:fgsm:16", "attack_accuracy:pgd:0", "attack_accuracy:pgd:16"}
+    assert values["corruption_accuracy:contrast:1"] == pytest.approx(accuracy)  # severity 1 is the clean images
+    assert "mean_corruption_accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("eps=[1]", "no chosen analysis has this setting; expected one of"),
+    ("dimensionality.images=10", "'dimensionality' is not a chosen analysis"),
+    ("attacks.steps='ten'", "attacks.steps = 'ten'; expected a int"),
+])
+def test_the_robustness_command_refuses_bad_settings_before_any_work(run, tmp_path, capsys, assignment, message):
+    from selectivity.cli import main
+
+    out = tmp_path / "robust.csv"
+    assert main(["robustness", str(run.path), "--analysis", "attacks", "--set", assignment, "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1, error
+    assert not out.exists()
+
+
+def test_the_robustness_command_names_a_missing_run_folder(tmp_path, capsys):
+    from selectivity.cli import main
+
+    assert main(["robustness", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "does not exist; expected a folder holding config.json" in capsys.readouterr().err

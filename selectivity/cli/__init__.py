@@ -1,4 +1,5 @@
-"""The `selectivity` command: one subcommand per job (measure, train, sweep, status, report, ablate, topk)."""
+"""The `selectivity` command: one subcommand per job (measure, train, sweep, status, report, robustness, ablate,
+topk)."""
 import argparse
 import importlib
 import os
@@ -8,7 +9,7 @@ import warnings
 from selectivity.errors import SelectivityError
 
 # Each module defines add_parser(subparsers), which registers its subcommand and sets `run`.
-SUBCOMMANDS = ("measure", "train", "sweep", "status", "report", "ablate", "topk")
+SUBCOMMANDS = ("measure", "train", "sweep", "status", "report", "robustness", "ablate", "topk")
 
 
 def build_parser() -> argparse.ArgumentParser:
