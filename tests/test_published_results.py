@@ -164,7 +164,8 @@ def _per_run_robustness(raw: pd.DataFrame) -> pd.DataFrame:
     for column in wide.columns:
         _, *attack_eps = column.split(":")
         if column.startswith("attack_accuracy:") and float(attack_eps[1]) > 0:
-            drops[f"attack_drop:{attack_eps[0]}:{attack_eps[1]}"] = wide[f"attack_accuracy:{attack_eps[0]}:0"] - wide[column]
+            attack, eps = attack_eps
+            drops[f"attack_drop:{attack}:{eps}"] = wide[f"attack_accuracy:{attack}:0"] - wide[column]
     drops = drops.reset_index().melt(["alpha_label", "seed"], var_name="metric").assign(layer="network")
     return pd.concat([direct[columns], per_corruption[columns], layers[columns], drops[columns]], ignore_index=True)
 
@@ -192,12 +193,14 @@ def test_robustness_differences_match_an_independent_welch_computation(folder):
             if min(len(own), len(baseline)) < 2 or (own.var() == 0 and baseline.var() == 0):
                 continue  # no interval, or a point one: the unit tests cover both
             low, high = stats.ttest_ind(own, baseline, equal_var=False).confidence_interval(0.95)
-            assert np.allclose([row["ci_low"], row["ci_high"]], [low, high], rtol=1e-9, atol=1e-12), (label, layer, metric)
+            assert np.allclose([row["ci_low"], row["ci_high"]], [low, high], rtol=1e-9, atol=1e-12), \
+                (label, layer, metric)
             assert row["direction"] == ("higher" if low > 0 else "lower" if high < 0 else "undetermined")
     assert len(table) == expected_rows
 
 
-@pytest.mark.parametrize("folder", [f for f in PUBLISHED if (f / "schedules.csv").exists()], ids=lambda path: path.name)
+@pytest.mark.parametrize("folder", [f for f in PUBLISHED if (f / "schedules.csv").exists()],
+                         ids=lambda path: path.name)
 def test_schedule_minus_constant_matches_an_independent_welch_computation(folder):
     points = _final_accuracy_points(folder)
     table = pd.read_csv(folder / "schedules.csv", dtype={"alpha_label": str, "schedule": str})
@@ -206,7 +209,8 @@ def test_schedule_minus_constant_matches_an_independent_welch_computation(folder
     for row in constants.itertuples(index=False):
         own = points.loc[points["alpha_label"] == row.schedule, "points"].to_numpy() / 100
         reference = points.loc[points["alpha_label"] == row.alpha_label, "points"].to_numpy() / 100
-        assert math.isclose(row.test_accuracy_schedule_minus, own.mean() - reference.mean(), rel_tol=1e-9, abs_tol=1e-12)
+        assert math.isclose(row.test_accuracy_schedule_minus, own.mean() - reference.mean(), rel_tol=1e-9,
+                            abs_tol=1e-12)
         low, high = stats.ttest_ind(own, reference, equal_var=False).confidence_interval(0.95)
         assert np.allclose([row.test_accuracy_schedule_minus_ci_low, row.test_accuracy_schedule_minus_ci_high],
                            [low, high], rtol=1e-9, atol=1e-12)

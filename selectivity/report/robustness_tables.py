@@ -148,9 +148,10 @@ def robustness_vs_baseline(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFr
     """Every condition's robustness and dimensionality metrics minus alpha = 0's, with Welch 95% CIs.
 
     Network metrics: mean corruption accuracy, clean accuracy on the same images, each corruption
-    (mean over its severities), each attack and eps, and the drops of with_drops. Layer metrics: the dimensionality metrics
-    of each layer. `direction` says whether the CI lies above 0 ("higher"), below ("lower"), or
-    neither ("undetermined", also when a condition has < 2 seeds). Empty without alpha = 0 runs
+    (mean over its severities), each attack and eps, and the drops of with_drops. Layer metrics:
+    the dimensionality metrics of each layer. `direction` says whether the CI lies above 0
+    ("higher"), below ("lower"), or neither ("undetermined", also when a condition has < 2
+    seeds). Empty without alpha = 0 runs
     or without robustness rows.
     """
     network = with_drops(with_corruption_means(runs) if metric_columns(runs, "corruption_accuracy:") else runs)
@@ -177,7 +178,8 @@ def robustness_vs_baseline(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFr
                 for metric in metrics:
                     difference, low, high = welch_difference(group[metric], baseline[metric])
                     rows.append({"alpha_label": label, "alpha": alpha, "constant": constant, "layer": layer,
-                                 "layer_index": layer_index, "metric": metric, "n_seeds": int(group[metric].notna().sum()),
+                                 "layer_index": layer_index, "metric": metric,
+                                 "n_seeds": int(group[metric].notna().sum()),
                                  "n_baseline": int(baseline[metric].notna().sum()), "mean": group[metric].mean(),
                                  "baseline_mean": baseline[metric].mean(), "difference": difference, "ci_low": low,
                                  "ci_high": high, "direction": direction_of(low, high)})
