@@ -151,8 +151,7 @@ def robustness_vs_baseline(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFr
     (mean over its severities), each attack and eps, and the drops of with_drops. Layer metrics:
     the dimensionality metrics of each layer. `direction` says whether the CI lies above 0
     ("higher"), below ("lower"), or neither ("undetermined", also when a condition has < 2
-    seeds). Empty without alpha = 0 runs
-    or without robustness rows.
+    seeds). Empty without alpha = 0 runs or without robustness rows.
     """
     network = with_drops(with_corruption_means(runs) if metric_columns(runs, "corruption_accuracy:") else runs)
     network_metrics = ((corruption_overall_columns(runs) + corruption_names(runs) if "mean_corruption_accuracy" in runs
