@@ -70,10 +70,8 @@ def run(args: argparse.Namespace) -> int:
         rows = analyse_run(run_dir, analysis, settings[analysis])
         print(f"analysis {analysis}: {len(rows)} rows in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         frames.append(rows.assign(analysis=analysis))
-        # written after each analysis, so an interrupted run keeps what is finished
-        atomic.write_table(out, pd.concat(frames, ignore_index=True)[["analysis", "run_dir", "seed", "layer",
-                                                                        "metric", "value"]])
-    table = pd.concat(frames, ignore_index=True)
+        table = pd.concat(frames, ignore_index=True)[["analysis", "run_dir", "seed", "layer", "metric", "value"]]
+        atomic.write_table(out, table)  # after each analysis, so an interrupted run keeps what is finished
     for row in table[table["layer"] == "network"].itertuples(index=False):
         print(f"{row.analysis:<15} {row.metric:<40} {row.value:.4f}")
     print(f"wrote {out}")

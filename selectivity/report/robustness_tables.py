@@ -13,7 +13,7 @@ import pandas as pd
 
 from selectivity.alpha_schedule import parse_alpha
 from selectivity.report.comparison import welch_interval
-from selectivity.report.tables import is_constant_label, layer_summary, summarize
+from selectivity.report.tables import is_constant_label, layer_summary, layer_wide, summarize
 
 BY = ["alpha_label", "alpha", "constant"]
 BASELINE_LABEL = "0"
@@ -59,9 +59,14 @@ def attack_summary(runs: pd.DataFrame) -> pd.DataFrame:
     return summarize(runs, BY, columns) if columns else pd.DataFrame()
 
 
+def dimensionality_metrics(table: pd.DataFrame) -> list[str]:
+    """The DIMENSIONALITY_METRICS with rows in the tidy table."""
+    return [metric for metric in DIMENSIONALITY_METRICS if (table["metric"] == metric).any()]
+
+
 def dimensionality_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per condition and layer: the dimensionality metrics, mean and 95% t-CI over seeds. Empty without rows."""
-    metrics = [metric for metric in DIMENSIONALITY_METRICS if (table["metric"] == metric).any()]
+    metrics = dimensionality_metrics(table)
     return layer_summary(table, tuple(metrics)) if metrics else pd.DataFrame()
 
 
@@ -153,17 +158,14 @@ def robustness_vs_baseline(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFr
     ("higher"), below ("lower"), or neither ("undetermined", also when a condition has < 2
     seeds). Empty without alpha = 0 runs or without robustness rows.
     """
-    network = with_drops(with_corruption_means(runs) if metric_columns(runs, "corruption_accuracy:") else runs)
+    network = with_drops(with_corruption_means(runs))
     network_metrics = ((corruption_overall_columns(runs) + corruption_names(runs) if "mean_corruption_accuracy" in runs
                         else []) + metric_columns(runs, "attack_accuracy:") + drop_columns(network))
     frames = [network.assign(layer="network", layer_index=-1)[["alpha_label", "alpha", "constant", "layer",
                                                                  "layer_index", "seed"] + network_metrics]]
-    dimensions = table[(table["layer"] != "network") & (table["unit"] == -1)
-                       & table["metric"].isin(DIMENSIONALITY_METRICS)]
-    layer_metrics = [metric for metric in DIMENSIONALITY_METRICS if (dimensions["metric"] == metric).any()]
+    layer_metrics = dimensionality_metrics(table)
     if layer_metrics:
-        wide = dimensions.pivot_table(index=["alpha_label", "alpha", "layer", "layer_index", "seed"], columns="metric",
-                                      values="value", aggfunc="mean").reset_index()
+        wide = layer_wide(table, layer_metrics)
         frames.append(wide.assign(constant=wide["alpha_label"].map(is_constant_label)))
     rows = []
     for frame, metrics in zip(frames, (network_metrics, layer_metrics)):

@@ -153,14 +153,22 @@ def condition_summary(runs: pd.DataFrame) -> pd.DataFrame:
     return summary.sort_values(["alpha", "alpha_label"]).reset_index(drop=True)
 
 
-def layer_summary(table: pd.DataFrame, metrics=("mean_si", "dead_fraction")) -> pd.DataFrame:
-    """Per alpha_label x layer: mean and 95% CI across seeds of the layer metrics present."""
+def layer_wide(table: pd.DataFrame, metrics) -> pd.DataFrame:
+    """One row per run and layer (alpha_label, alpha, layer, layer_index, seed), one column per layer
+    metric of `metrics` present; empty without such rows."""
     layers = table[(table["layer"] != NETWORK_LAYER) & (table["unit"] == -1)
                    & table["metric"].isin(metrics)]
     if layers.empty:
         return pd.DataFrame()
-    wide = layers.pivot_table(index=["alpha_label", "alpha", "layer", "layer_index", "seed"],
+    return layers.pivot_table(index=["alpha_label", "alpha", "layer", "layer_index", "seed"],
                               columns="metric", values="value", aggfunc="mean").reset_index()
+
+
+def layer_summary(table: pd.DataFrame, metrics=("mean_si", "dead_fraction")) -> pd.DataFrame:
+    """Per alpha_label x layer: mean and 95% CI across seeds of the layer metrics present."""
+    wide = layer_wide(table, metrics)
+    if wide.empty:
+        return pd.DataFrame()
     present = [metric for metric in metrics if metric in wide.columns]
     summary = summarize(wide, ["alpha_label", "alpha", "layer", "layer_index"], present)
     return summary.sort_values(["alpha", "alpha_label", "layer_index"]).reset_index(drop=True)
