@@ -47,7 +47,6 @@ sweep $SCHED --set data.root=$DATA --set 'analyses=[]' --set 'alphas=[1,"-10x2,0
 sweep $SCHED --set data.root=$DATA --set 'alphas=[0,-10,"-10x2,0"]' "${GRID[@]}" --collect ~/runs/collect-a &
 sweep $SCHED --set data.root=$DATA --set 'alphas=[-1,1,"0x2,-10"]' "${GRID[@]}" --collect ~/runs/collect-b
 wait
-OMP_NUM_THREADS=2 sweep $SCHED --set data.root=$DATA --set 'alphas=[0,-10,-1,1,"-10x2,0","0x2,-10"]' "${GRID[@]}"
 sweep $SCHED --set data.root=$DATA --set 'analyses=[]' --set 'alphas=[-2]' "${GRID[@]}"
 OMP_NUM_THREADS=2 sweep $SCHED --set data.root=$DATA --set 'alphas=[0,-10,-2,-1,1,"-10x2,0","0x2,-10"]' "${GRID[@]}"
 log "stage 2: same alphas, seeds 3-4";                               six --set 'alphas=[0,-10,-2,-1,1]' --set 'seeds=[3,4]'
