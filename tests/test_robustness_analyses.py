@@ -146,14 +146,15 @@ def test_the_robustness_command_analyses_one_run(run, tmp_path, capsys):
 
 @pytest.mark.parametrize("assignment, message", [
     ("eps=[1]", "no chosen analysis has this setting; expected one of"),
-    ("dimensionality.images=10", "'dimensionality' is not a chosen analysis"),
+    ("corruptions.images=10", "'corruptions' is not a chosen analysis"),
     ("attacks.steps='ten'", "attacks.steps = 'ten'; expected a int"),
 ])
 def test_the_robustness_command_refuses_bad_settings_before_any_work(run, tmp_path, capsys, assignment, message):
     from selectivity.cli import main
 
-    out = tmp_path / "robust.csv"
-    assert main(["robustness", str(run.path), "--analysis", "attacks", "--set", assignment, "--out", str(out)]) == 2
+    out = tmp_path / "robust.csv"  # dimensionality runs first: a setting checked late would leave its table
+    assert main(["robustness", str(run.path), "--analysis", "dimensionality", "--analysis", "attacks",
+                 "--set", f"dimensionality.images={IMAGES}", assignment, "--out", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1, error
     assert not out.exists()
