@@ -1,4 +1,4 @@
-"""The `selectivity` command: one subcommand per job (measure, train, sweep, status, report, robustness, ablate,
+"""The `selectivity` command: one subcommand per job (measure, train, sweep, status, report, compare, robustness, ablate,
 topk)."""
 import argparse
 import importlib
@@ -9,7 +9,7 @@ import warnings
 from selectivity.errors import SelectivityError
 
 # Each module defines add_parser(subparsers), which registers its subcommand and sets `run`.
-SUBCOMMANDS = ("measure", "train", "sweep", "status", "report", "robustness", "ablate", "topk")
+SUBCOMMANDS = ("measure", "train", "sweep", "status", "report", "compare", "robustness", "ablate", "topk")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,15 +70,27 @@ def welch_interval(values: np.ndarray, baseline: np.ndarray) -> tuple[float, flo
 
     Both arrays need >= 2 finite values. With both sample variances 0 the CI is the point.
     """
-    n_a, n_b = len(values), len(baseline)
-    share_a, share_b = values.var(ddof=1) / n_a, baseline.var(ddof=1) / n_b  # squared standard errors
-    difference = float(values.mean() - baseline.mean())
-    standard_error = math.sqrt(share_a + share_b)
+    return welch_contrast([values, baseline], [1.0, -1.0])
+
+
+def welch_contrast(groups, weights) -> tuple[float, float, float, float]:
+    """(estimate, CI low, CI high, df) of sum_i weights[i] * mean(groups[i]) over independent groups.
+
+    The Welch-Satterthwaite interval of a linear contrast: squared standard error
+    sum_i w_i^2 s_i^2 / n_i, degrees of freedom (sum_i e_i)^2 / sum_i e_i^2 / (n_i - 1) with
+    e_i = w_i^2 s_i^2 / n_i. Two groups with weights (1, -1) give the Welch t-test's interval;
+    four with (1, -1, -1, 1) a difference of differences. Each group needs >= 2 finite values;
+    with every sample variance 0 the CI is the point (df inf).
+    """
+    groups = [np.asarray(group, dtype=float) for group in groups]
+    shares = [w * w * group.var(ddof=1) / len(group) for w, group in zip(weights, groups)]  # squared SE terms
+    estimate = float(sum(w * group.mean() for w, group in zip(weights, groups)))
+    standard_error = math.sqrt(sum(shares))
     if standard_error == 0.0:
-        return difference, difference, difference, math.inf
-    df = (share_a + share_b) ** 2 / (share_a**2 / (n_a - 1) + share_b**2 / (n_b - 1))
+        return estimate, estimate, estimate, math.inf
+    df = sum(shares) ** 2 / sum(share**2 / (len(group) - 1) for share, group in zip(shares, groups))
     half_width = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * standard_error
-    return difference, difference - half_width, difference + half_width, float(df)
+    return estimate, estimate - half_width, estimate + half_width, float(df)
 
 
 def verdict_of(ci_low: float, ci_high: float, margin: float) -> str:

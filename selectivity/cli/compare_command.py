@@ -1,0 +1,51 @@
+"""`selectivity compare FIRST SECOND`: did each alpha's effect change between two sweeps?
+
+    selectivity compare ~/runs/resnet20-6ep ~/runs/resnet20-18ep --out cost_change.csv
+
+For every alpha in both sweeps: its effect (minus alpha = 0) on test accuracy and mean SI in
+each, and the change from FIRST to SECOND with its Welch 95% CI (report.cost_change). Reads
+results tables only; never trains.
+"""
+from pathlib import Path
+
+POINTS_METRICS = ("test_accuracy",)  # fractions in the table, printed as percentage points
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="how each alpha's effect (minus alpha = 0) changed between two sweeps",
+        description="E.g. a short and a long schedule: each alpha's effect on test accuracy and mean SI in "
+                    "both sweeps and the change, second minus first, with its Welch 95%% CI over the four "
+                    "groups of seeds. Reads results tables; never trains.")
+    parser.add_argument("first", type=Path, help="a sweep folder, or its results.parquet / results.csv")
+    parser.add_argument("second", type=Path, help="the sweep to compare with the first, likewise")
+    parser.add_argument("--out", type=Path, metavar="CSV", help="also write the table here (atomically)")
+    parser.set_defaults(run=run)
+
+
+def _interval(value: float, low: float, high: float, points: bool) -> str:
+    scale, digits = (100.0, 2) if points else (1.0, 3)
+    if low != low:  # NaN: a group has fewer than 2 seeds
+        return f"{value * scale:+.{digits}f} (no CI)"
+    return f"{value * scale:+.{digits}f} [{low * scale:+.{digits}f}, {high * scale:+.{digits}f}]"
+
+
+def run(args) -> int:
+    from selectivity import atomic
+    from selectivity.report import load_results
+    from selectivity.report.cost_change import cost_change
+
+    table = cost_change(load_results(args.first), load_results(args.second))
+    print(f"first: {args.first}   second: {args.second}   (accuracy in points; effect = alpha minus alpha = 0, "
+          "Welch 95% CI)")
+    for row in table.itertuples(index=False):
+        points = row.metric in POINTS_METRICS
+        seeds = f"{row.n_first}/{row.n_first_baseline} -> {row.n_second}/{row.n_second_baseline} seeds"
+        print(f"{row.metric:<14} alpha={row.alpha_label:<8} {seeds:<22} "
+              f"first {_interval(row.first_effect, row.first_effect_ci_low, row.first_effect_ci_high, points):<26} "
+              f"second {_interval(row.second_effect, row.second_effect_ci_low, row.second_effect_ci_high, points):<26} "
+              f"change {_interval(row.change, row.change_ci_low, row.change_ci_high, points)} {row.direction}")
+    if args.out:
+        atomic.write_table(args.out, table)
+        print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,139 @@
+"""`selectivity compare` / report.cost_change: each alpha's effect in two sweeps and its change, with a Welch CI."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from selectivity.cli import main
+from selectivity.errors import SelectivityError
+from selectivity.report.comparison import welch_contrast
+from selectivity.report.cost_change import cost_change
+
+# accuracies per (sweep, alpha): first = a short schedule, second = a longer one
+FIRST = {0.0: [0.80, 0.81, 0.83], -10.0: [0.70, 0.74, 0.72], -1.0: [0.79, 0.80, 0.84]}
+SECOND = {0.0: [0.90, 0.91, 0.89, 0.90], -10.0: [0.86, 0.85, 0.88], -1.0: [0.90, 0.88, 0.91]}
+SI = {0.0: 0.40, -10.0: 0.04, -1.0: 0.16}
+
+
+def tidy(accuracies: dict, prefix: str, si_shift: float = 0.0) -> pd.DataFrame:
+    """Network rows of a sweep: test accuracy as given, mean SI = SI[alpha] + si_shift + seed / 100."""
+    rows = []
+    for alpha, values in accuracies.items():
+        for seed, value in enumerate(values):
+            run = dict(run_id=f"{prefix}{alpha:g}/seed_{seed}", model="resnet20", dataset="cifar10", alpha=alpha,
+                       alpha_label=f"{alpha:g}", seed=seed, epoch=6, layer="network", layer_index=-1, unit=-1)
+            rows += [{**run, "metric": "test_accuracy", "value": value},
+                     {**run, "metric": "mean_si", "value": SI[alpha] + si_shift + seed / 100}]
+    return pd.DataFrame(rows)
+
+
+def satterthwaite(groups, weights):
+    """Independent of the package: sum w mean, and its 95% CI with df = (sum e)^2 / sum(e^2 / (n - 1))."""
+    e = [w**2 * np.var(g, ddof=1) / len(g) for w, g in zip(weights, groups)]
+    df = sum(e) ** 2 / sum(x**2 / (len(g) - 1) for x, g in zip(e, groups))
+    estimate = sum(w * np.mean(g) for w, g in zip(weights, groups))
+    half = stats.t.ppf(0.975, df) * math.sqrt(sum(e))
+    return estimate, estimate - half, estimate + half, df
+
+
+def test_change_is_the_difference_of_differences_with_its_welch_interval():
+    table = cost_change(tidy(FIRST, "a"), tidy(SECOND, "b")).set_index(["metric", "alpha_label"])
+    row = table.loc[("test_accuracy", "-10")]
+    first_effect = np.mean(FIRST[-10.0]) - np.mean(FIRST[0.0])  # -0.0933
+    second_effect = np.mean(SECOND[-10.0]) - np.mean(SECOND[0.0])  # -0.0333
+    assert row["first_effect"] == pytest.approx(first_effect)
+    assert row["second_effect"] == pytest.approx(second_effect)
+    assert row["change"] == pytest.approx(second_effect - first_effect)  # +0.06: the loss shrank
+    estimate, low, high, df = satterthwaite([SECOND[-10.0], SECOND[0.0], FIRST[-10.0], FIRST[0.0]], [1, -1, -1, 1])
+    assert (row["change_ci_low"], row["change_ci_high"], row["change_df"]) == pytest.approx((low, high, df))
+    assert row["direction"] == "higher"
+    # each sweep's own effect is scipy's Welch interval
+    welch = stats.ttest_ind(SECOND[-10.0], SECOND[0.0], equal_var=False).confidence_interval()
+    assert (row["second_effect_ci_low"], row["second_effect_ci_high"]) == pytest.approx((welch.low, welch.high))
+    assert (row["n_first"], row["n_first_baseline"], row["n_second"], row["n_second_baseline"]) == (3, 3, 3, 4)
+    assert list(table.loc["test_accuracy"].index) == ["-10", "-1"]  # by alpha, without the baseline
+
+
+def test_a_change_whose_interval_contains_zero_is_undetermined():
+    row = cost_change(tidy(FIRST, "a"), tidy(SECOND, "b")).set_index(["metric", "alpha_label"]).loc[
+        ("test_accuracy", "-1")]
+    assert row["change_ci_low"] < 0 < row["change_ci_high"]
+    assert row["direction"] == "undetermined"
+
+
+def test_a_grown_loss_is_lower():
+    table = cost_change(tidy(SECOND, "b"), tidy(FIRST, "a")).set_index(["metric", "alpha_label"])
+    assert table.loc[("test_accuracy", "-10"), "direction"] == "lower"
+    # mean SI moves by the same shift at every alpha: no change in its effect
+    si = cost_change(tidy(FIRST, "a"), tidy(FIRST, "b", si_shift=0.05)).set_index(["metric", "alpha_label"])
+    assert si.loc[("mean_si", "-10"), "change"] == pytest.approx(0.0, abs=1e-12)
+    assert si.loc[("mean_si", "-10"), "direction"] == "undetermined"
+
+
+def test_two_groups_give_the_welch_t_test_interval():
+    a, b = [0.70, 0.74, 0.72, 0.69], [0.80, 0.81, 0.83]
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    estimate, low, high, df = welch_contrast([a, b], [1.0, -1.0])
+    assert estimate == pytest.approx(np.mean(a) - np.mean(b))
+    assert (low, high) == pytest.approx(tuple(welch.confidence_interval()))
+    assert df == pytest.approx(welch.df)
+
+
+def test_the_interval_covers_the_true_change_about_95_percent_of_the_time():
+    # a fixed generator: deterministic, yet a wrong df or a missing weight^2 moves the rate far from 0.95
+    rng = np.random.default_rng(7)
+    sizes, sds, weights = (3, 4, 5, 3), (0.01, 0.03, 0.02, 0.005), (1.0, -1.0, -1.0, 1.0)
+    covered = 0
+    trials = 4000
+    for _ in range(trials):
+        groups = [rng.normal(0.0, sd, n) for n, sd in zip(sizes, sds)]
+        _, low, high, _ = welch_contrast(groups, weights)
+        covered += low <= 0.0 <= high
+    assert 0.93 <= covered / trials <= 0.97
+
+
+@pytest.mark.filterwarnings("error")  # no variance of one value is taken (numpy warns, and the interval is NaN anyway)
+def test_fewer_than_two_seeds_leave_the_change_without_an_interval():
+    first = {**FIRST, -10.0: [0.71]}
+    row = cost_change(tidy(first, "a"), tidy(SECOND, "b")).set_index(["metric", "alpha_label"]).loc[
+        ("test_accuracy", "-10")]
+    assert row["change"] == pytest.approx(np.mean(SECOND[-10.0]) - np.mean(SECOND[0.0]) - (0.71 - np.mean(FIRST[0.0])))
+    assert math.isnan(row["change_ci_low"]) and math.isnan(row["first_effect_ci_low"])
+    assert row["direction"] == "undetermined"
+
+
+@pytest.mark.parametrize("first, second, expected", [
+    ({-10.0: FIRST[-10.0]}, SECOND, "first results table has no alpha = 0 runs"),
+    ({0.0: FIRST[0.0]}, SECOND, "share no condition besides alpha = 0"),
+])
+def test_tables_that_cannot_be_compared_are_one_line_errors(first, second, expected):
+    with pytest.raises(SelectivityError, match=expected) as error:
+        cost_change(tidy(first, "a"), tidy(second, "b"))
+    assert "\n" not in str(error.value)
+
+
+def test_the_same_runs_in_both_tables_are_refused():
+    with pytest.raises(SelectivityError, match="share 9 runs .*independent seeds"):
+        cost_change(tidy(FIRST, "a"), tidy(FIRST, "a"))
+
+
+def test_command_prints_and_writes_the_table(tmp_path, capsys):
+    tidy(FIRST, "a").to_csv(tmp_path / "first.csv", index=False)
+    tidy(SECOND, "b").to_csv(tmp_path / "second.csv", index=False)
+    out = tmp_path / "change.csv"
+    assert main(["compare", str(tmp_path / "first.csv"), str(tmp_path / "second.csv"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    written = pd.read_csv(out, dtype={"alpha_label": str}).set_index(["metric", "alpha_label"])
+    change = (np.mean(SECOND[-10.0]) - np.mean(SECOND[0.0]) - np.mean(FIRST[-10.0]) + np.mean(FIRST[0.0])) * 100
+    assert written.loc[("test_accuracy", "-10"), "change"] * 100 == pytest.approx(change)
+    line = next(line for line in printed.splitlines() if line.startswith("test_accuracy") and "alpha=-10 " in line)
+    assert f"change {change:+.2f} [" in line and line.endswith("higher")
+
+
+def test_command_reports_a_missing_table_in_one_line(tmp_path, capsys):
+    tidy(FIRST, "a").to_csv(tmp_path / "first.csv", index=False)
+    assert main(["compare", str(tmp_path / "first.csv"), str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("selectivity compare: error:") and "nowhere" in err and "\n" not in err
