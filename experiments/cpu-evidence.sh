@@ -11,7 +11,8 @@
 # same hashes (session 5 did so for 9f7b5f2 -> main: a 2-epoch ResNet20 run at alpha = -1 on a
 # 1,520-image CIFAR-10 subset gave identical metrics.jsonl and units.parquet under one hash).
 # Order: stages that complete an issue within a session first (after Tiny ImageNet: the schedules and
-# robustness analyses of issue 15, which also finish seeds 0-2 of the constant alphas). On the AVX2-only (fp32) EPYC, with two
+# robustness analyses of issue 15, which also finish seeds 0-2 of the constant alphas); then issue 17's
+# seeds 3-4, its schedule-length question (18 epochs) and the VGG16 re-run. On the AVX2-only (fp32) EPYC, with two
 # 1-thread workers, a 6-epoch ResNet20 run takes about 25 min (two at a time).
 set -u
 [ -d ~/sweep-code/selectivity ] || git worktree add --detach ~/sweep-code HEAD
@@ -50,13 +51,13 @@ wait
 sweep $SCHED --set data.root=$DATA --set 'analyses=[]' --set 'alphas=[-2]' "${GRID[@]}"
 OMP_NUM_THREADS=2 sweep $SCHED --set data.root=$DATA --set 'alphas=[0,-10,-2,-1,1,"-10x2,0","0x2,-10"]' "${GRID[@]}"
 log "stage 2: same alphas, seeds 3-4";                               six --set 'alphas=[0,-10,-2,-1,1]' --set 'seeds=[3,4]'
+log "stage 6: ResNet20 18 epochs, alpha 0,-10,-1 x 3 seeds (issue 17: does a longer schedule shrink the cost?)"
+sweep $S/resnet20-cifar10-cpu-18ep.toml --set data.root=$DATA --set 'analyses=[]' --set 'alphas=[0,-10,-1]' \
+    --store ~/runs/resnet20-cifar10-cpu-18ep
 log "stage 5: VGG16 3 epochs, alpha -10,-1,0,1 x seeds 0-1, then seed 2 at alpha -1, 0 (issue 17)"
 sweep $S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' --store ~/runs/vgg16-cifar10-cpu
 sweep $S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' --store ~/runs/vgg16-cifar10-cpu \
     --set 'alphas=[-1,0]' --set 'seeds=[2]'
-log "stage 6: ResNet20 18 epochs, alpha 0,-10,-1 x 3 seeds (issue 17: does a longer schedule shrink the cost?)"
-sweep $S/resnet20-cifar10-cpu-18ep.toml --set data.root=$DATA --set 'analyses=[]' --set 'alphas=[0,-10,-1]' \
-    --store ~/runs/resnet20-cifar10-cpu-18ep
 log "stage 6t: Tiny ImageNet, a second seed of alpha -1, 0, 1 (about 2 hours)"
 [ -d ~/data/tiny/tiny-imagenet-200 ] && OMP_NUM_THREADS=2 sweep $S/resnet18-tinyimagenet-cpu.toml --workers 1 \
     --set data.root=$HOME/data/tiny --set 'analyses=[]' --set 'seeds=[1]' --store ~/runs/resnet18-tinyimagenet-cpu
