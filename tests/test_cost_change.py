@@ -137,3 +137,27 @@ def test_command_reports_a_missing_table_in_one_line(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "first.csv"), str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("selectivity compare: error:") and "nowhere" in err and "\n" not in err
+
+
+def test_constant_alphas_match_by_value_whatever_their_label():
+    second = tidy(SECOND, "b")
+    second["alpha_label"] = second["alpha"].map(lambda alpha: f"{alpha:.1f}")  # "-10.0", "0.0": another writer
+    second.loc[second["alpha"] == 0, ["alpha", "alpha_label"]] = (-0.0, "-0.0")  # still alpha = 0
+    table = cost_change(tidy(FIRST, "a"), second).set_index(["metric", "alpha_label"])
+    assert list(table.loc["test_accuracy"].index) == ["-10", "-1"]  # the first table's labels
+    change = np.mean(SECOND[-10.0]) - np.mean(SECOND[0.0]) - np.mean(FIRST[-10.0]) + np.mean(FIRST[0.0])
+    assert table.loc[("test_accuracy", "-10"), "change"] == pytest.approx(change)
+
+
+def test_schedules_are_compared_by_label():
+    def with_schedule(frame, prefix, values):
+        extra = tidy({-10.0: values}, prefix + "s")
+        extra["alpha_label"] = "0x2,-10"  # a schedule ending at -10, beside constant -10
+        return pd.concat([frame, extra], ignore_index=True)
+    first = with_schedule(tidy(FIRST, "a"), "a", [0.76, 0.77, 0.78])
+    second = with_schedule(tidy(SECOND, "b"), "b", [0.88, 0.87, 0.89])
+    table = cost_change(first, second).set_index(["metric", "alpha_label"])
+    assert set(table.loc["test_accuracy"].index) == {"-10", "-1", "0x2,-10"}
+    change = np.mean([0.88, 0.87, 0.89]) - np.mean(SECOND[0.0]) - np.mean([0.76, 0.77, 0.78]) + np.mean(FIRST[0.0])
+    assert table.loc[("test_accuracy", "0x2,-10"), "change"] == pytest.approx(change)
+    assert table.loc[("test_accuracy", "-10"), "n_first"] == 3  # the schedule's runs are not constant -10's

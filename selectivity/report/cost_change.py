@@ -18,7 +18,7 @@ from selectivity.report.comparison import welch_contrast
 from selectivity.report.robustness_tables import direction_of, welch_difference
 from selectivity.report.tables import run_network_table
 
-BASELINE_LABEL = "0"
+BASELINE = "constant 0.0"  # the condition key of alpha = 0
 COMPARED_METRICS = ("test_accuracy", "mean_si")
 
 
@@ -29,7 +29,8 @@ def cost_change(first: pd.DataFrame, second: pd.DataFrame, metrics=COMPARED_METR
         first, second: tidy results tables (load_results / prepare_table), one per sweep.
         metrics: network metrics to compare; each must be in both tables.
     Returns:
-        One row per condition (alpha_label) in both tables other than alpha = 0, sorted by alpha,
+        One row per condition in both tables other than alpha = 0 (a constant alpha matched by its
+        value, a schedule by its label; `alpha_label` as the first table writes it), sorted by alpha,
         and per metric: `metric`, `alpha_label`, `alpha`, the seeds of the four groups
         (`n_first`, `n_first_baseline`, `n_second`, `n_second_baseline`), each sweep's effect
         (`first_effect`, `second_effect`) with its Welch 95% CI (`..._ci_low`, `..._ci_high`), the
@@ -39,40 +40,49 @@ def cost_change(first: pd.DataFrame, second: pd.DataFrame, metrics=COMPARED_METR
     Raises:
         SelectivityError: a table without alpha = 0 or a metric, no condition in common, or runs in common.
     """
-    runs = {"first": run_network_table(first), "second": run_network_table(second)}
+    runs = {name: _with_condition_keys(run_network_table(table)) for name, table in (("first", first),
+                                                                                    ("second", second))}
     shared = sorted(set(runs["first"]["run_id"]) & set(runs["second"]["run_id"]))
     if shared:
         raise SelectivityError(f"the two results tables share {len(shared)} runs (e.g. {shared[0]}): expected two "
                                "separate sweeps, since the interval assumes independent seeds")
     for name, table in runs.items():
-        if BASELINE_LABEL not in set(table["alpha_label"]):
+        if BASELINE not in set(table["condition"]):
             raise SelectivityError(f"the {name} results table has no alpha = 0 runs: expected alpha = 0 in both "
                                    "tables, since each alpha's effect is measured against it")
         missing = [metric for metric in metrics if metric not in table.columns]
         if missing:
             raise SelectivityError(f"the {name} results table has no network {', '.join(missing)} rows: expected "
                                    f"one of {sorted(c for c in table.columns if c not in ('run_id', 'seed'))}")
-    labels = set(runs["first"]["alpha_label"]) & set(runs["second"]["alpha_label"]) - {BASELINE_LABEL}
-    if not labels:
+    keys = set(runs["first"]["condition"]) & set(runs["second"]["condition"]) - {BASELINE}
+    if not keys:
         raise SelectivityError("the two results tables share no condition besides alpha = 0: expected the same "
                                f"alpha in both (first: {sorted(set(runs['first']['alpha_label']))}, "
                                f"second: {sorted(set(runs['second']['alpha_label']))})")
-    alpha_of = runs["first"].drop_duplicates("alpha_label").set_index("alpha_label")["alpha"]
+    named = runs["first"].drop_duplicates("condition").set_index("condition")
     rows = []
     for metric in metrics:
-        for label in sorted(labels, key=lambda label: (alpha_of[label], label)):
-            rows.append({"metric": metric, "alpha_label": label, "alpha": alpha_of[label],
-                         **_change(runs["first"], runs["second"], metric, label)})
+        for key in sorted(keys, key=lambda key: (named.loc[key, "alpha"], key)):
+            rows.append({"metric": metric, "alpha_label": named.loc[key, "alpha_label"],
+                         "alpha": named.loc[key, "alpha"], **_change(runs["first"], runs["second"], metric, key)})
     return pd.DataFrame(rows)
 
 
-def _values(runs: pd.DataFrame, metric: str, label: str) -> pd.Series:
-    return runs.loc[runs["alpha_label"] == label, metric].dropna()
+def _with_condition_keys(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` plus `condition`: a constant alpha by its value ("constant -10.0" whether labelled "-10" or
+    "-10.0"), a schedule by its label ("schedule -10x2,0")."""
+    keys = [f"constant {float(alpha) + 0.0!r}" if constant else f"schedule {label}"  # + 0.0: -0.0 is 0.0
+            for alpha, constant, label in zip(runs["alpha"], runs["constant"], runs["alpha_label"])]
+    return runs.assign(condition=keys)
 
 
-def _change(first: pd.DataFrame, second: pd.DataFrame, metric: str, label: str) -> dict:
-    groups = [_values(second, metric, label), _values(second, metric, BASELINE_LABEL),
-              _values(first, metric, label), _values(first, metric, BASELINE_LABEL)]
+def _values(runs: pd.DataFrame, metric: str, key: str) -> pd.Series:
+    return runs.loc[runs["condition"] == key, metric].dropna()
+
+
+def _change(first: pd.DataFrame, second: pd.DataFrame, metric: str, key: str) -> dict:
+    groups = [_values(second, metric, key), _values(second, metric, BASELINE),
+              _values(first, metric, key), _values(first, metric, BASELINE)]
     row = {"n_first": len(groups[2]), "n_first_baseline": len(groups[3]),
            "n_second": len(groups[0]), "n_second_baseline": len(groups[1])}
     for name, (values, baseline) in (("first", groups[2:]), ("second", groups[:2])):
