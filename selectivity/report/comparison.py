@@ -93,6 +93,22 @@ def welch_contrast(groups, weights) -> tuple[float, float, float, float]:
     return estimate, estimate - half_width, estimate + half_width, float(df)
 
 
+def welch_difference(values, reference) -> tuple[float, float, float]:
+    """(mean(values) - mean(reference), 95% CI low, high); no interval (NaN) when either has < 2 values."""
+    values, reference = (np.asarray(v, dtype=float) for v in (values, reference))
+    values, reference = values[~np.isnan(values)], reference[~np.isnan(reference)]
+    if min(len(values), len(reference)) < 2:
+        difference = float(values.mean() - reference.mean()) if len(values) and len(reference) else math.nan
+        return difference, math.nan, math.nan
+    difference, low, high, _ = welch_interval(values, reference)
+    return difference, low, high
+
+
+def direction_of(ci_low: float, ci_high: float) -> str:
+    """"higher" / "lower" when the difference's CI excludes 0, else "undetermined" (also without a CI)."""
+    return "higher" if ci_low > 0 else "lower" if ci_high < 0 else "undetermined"
+
+
 def verdict_of(ci_low: float, ci_high: float, margin: float) -> str:
     """NO_LOSS when ci_low > -margin, LOSS when ci_high < -margin, else UNDETERMINED (also for NaN)."""
     if ci_low > -margin:

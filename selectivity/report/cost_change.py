@@ -14,8 +14,7 @@ import math
 import pandas as pd
 
 from selectivity.errors import SelectivityError
-from selectivity.report.comparison import welch_contrast
-from selectivity.report.robustness_tables import direction_of, welch_difference
+from selectivity.report.comparison import direction_of, welch_contrast, welch_difference
 from selectivity.report.tables import run_network_table
 
 BASELINE = "constant 0.0"  # the condition key of alpha = 0

@@ -4,15 +4,12 @@ Pure functions of the tidy table (and the per-run / per-condition tables built f
 published page's robustness tables can be rebuilt from its committed results.csv; the figures
 in figures_robustness draw these same tables. Metric names as in docs/robustness.md.
 Differences from a reference condition (alpha = 0, or a schedule's constant) are Welch 95%
-intervals over seeds, as the accuracy comparison uses (report.comparison.welch_interval).
+intervals over seeds, as the accuracy comparison uses (report.comparison.welch_difference).
 """
-import math
-
-import numpy as np
 import pandas as pd
 
 from selectivity.alpha_schedule import parse_alpha
-from selectivity.report.comparison import welch_interval
+from selectivity.report.comparison import direction_of, welch_difference
 from selectivity.report.tables import is_constant_label, layer_summary, layer_wide, summarize
 
 BY = ["alpha_label", "alpha", "constant"]
@@ -68,22 +65,6 @@ def dimensionality_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per condition and layer: the dimensionality metrics, mean and 95% t-CI over seeds. Empty without rows."""
     metrics = dimensionality_metrics(table)
     return layer_summary(table, tuple(metrics)) if metrics else pd.DataFrame()
-
-
-def welch_difference(values, reference) -> tuple[float, float, float]:
-    """(mean(values) - mean(reference), 95% CI low, high); no interval (NaN) when either has < 2 values."""
-    values, reference = (np.asarray(v, dtype=float) for v in (values, reference))
-    values, reference = values[~np.isnan(values)], reference[~np.isnan(reference)]
-    if min(len(values), len(reference)) < 2:
-        difference = float(values.mean() - reference.mean()) if len(values) and len(reference) else math.nan
-        return difference, math.nan, math.nan
-    difference, low, high, _ = welch_interval(values, reference)
-    return difference, low, high
-
-
-def direction_of(ci_low: float, ci_high: float) -> str:
-    """"higher" / "lower" when the difference's CI excludes 0, else "undetermined" (also without a CI)."""
-    return "higher" if ci_low > 0 else "lower" if ci_high < 0 else "undetermined"
 
 
 SCHEDULE_METRICS = ("test_accuracy", "mean_si")
