@@ -22,7 +22,6 @@ import statistics
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torchvision.transforms as T
 from PIL import Image

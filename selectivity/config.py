@@ -167,7 +167,7 @@ class ExperimentConfig(_CheckedSettings):
     regularizer: RegularizerSettings = RegularizerSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     # replicates live beneath the hash
-    seed: int = checked(0, f"an integer in [0, 2**64)", lambda v: 0 <= v < SEED_LIMIT, hashed=False)
+    seed: int = checked(0, "an integer in [0, 2**64)", lambda v: 0 <= v < SEED_LIMIT, hashed=False)
     # auto | cpu | cuda | cuda:N
     device: str = checked("auto", "auto, cpu, cuda or cuda:N", lambda v: DEVICE_PATTERN.fullmatch(v), hashed=False)
     tensorboard: bool = field(default=False, metadata=NOT_HASHED)

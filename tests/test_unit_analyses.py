@@ -1,7 +1,6 @@
 """The unit toolkit's post-sweep analyses on two real smoke-size digits runs (alpha 0 and -10)."""
 import dataclasses
 
-import numpy as np
 import pandas as pd
 import pytest
 

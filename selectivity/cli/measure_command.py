@@ -9,7 +9,6 @@ Writes <out>/units.csv, units.parquet, layers.csv and summary.json (each atomica
 prints a one-screen summary. See docs/measure.md.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
