@@ -168,3 +168,10 @@ def test_bad_tables_raise_one_line_errors(tmp_path):
         write_report(pd.concat([table, table.assign(model="vgg16")]), tmp_path)
     with pytest.raises(SelectivityError, match="no results table"):
         load_results(tmp_path)
+
+
+def test_a_results_path_that_is_missing_or_not_a_file_is_named_as_such(tmp_path):
+    with pytest.raises(SelectivityError, match=r"results\.csv does not exist: expected a \.parquet or \.csv file"):
+        load_results(tmp_path / "results.csv")
+    with pytest.raises(SelectivityError, match=r"/dev/null is not a regular file: expected a \.parquet or \.csv file"):
+        load_results("/dev/null")

@@ -37,7 +37,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
             raise SelectivityError(f"no results table in {path}: expected results.parquet or results.csv")
         path = found[0]
     if not path.is_file():
-        raise SelectivityError(f"results table {path} does not exist: expected a .parquet or .csv file")
+        problem = "is not a regular file" if path.exists() else "does not exist"
+        raise SelectivityError(f"results table {path} {problem}: expected a .parquet or .csv file")
     if path.suffix not in (".parquet", ".csv"):
         raise SelectivityError(f"results table {path} has suffix {path.suffix!r}: expected .parquet or .csv")
     try:
