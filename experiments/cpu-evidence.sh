@@ -27,6 +27,19 @@ S=experiments/sweeps
 W=${WORKERS:-2}
 log() { echo "[$(date -u +%FT%TZ)] $* (code $(git rev-parse --short HEAD))"; }
 sweep() { python3 -m selectivity sweep --workers $W --no-progress "$@"; log "exit $?"; }  # a later --workers wins
+# wait until the sweep process $1 (of the spec and settings after it) has no run left to start and at
+# most one running, or has ended; `selectivity status` prints "N of M done, R running, F failed, P pending"
+wait_for_tail() {
+    local pid=$1 line running pending
+    shift
+    while kill -0 "$pid" 2>/dev/null; do
+        line=$(python3 -m selectivity status "$@" 2>/dev/null | head -n 1)
+        running=$(sed -nE 's/.* ([0-9]+) running,.*/\1/p' <<< "$line")
+        pending=$(sed -nE 's/.* ([0-9]+) pending;.*/\1/p' <<< "$line")
+        [ -n "$running" ] && [ "$pending" = 0 ] && [ "$running" -le 1 ] && return 0
+        sleep 120
+    done
+}
 six() { sweep $S/resnet20-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' \
         --store ~/runs/resnet20-cifar10-cpu "$@"; }
 # stage 1 in three steps so that a session that ends early has decided the most claims: alpha = -1
@@ -55,12 +68,21 @@ log "stage 2: same alphas, seeds 3-4";                               six --set '
 log "stage 6: ResNet20 18 epochs, alpha 0,-10,-1 x 3 seeds (issue 17: does a longer schedule shrink the cost?)"
 # the spec from the repository, not the snapshot: its 3 warmup epochs (the same one-cycle shape) came
 # after the snapshot was taken; the snapshot's trainer and recipe file are the same code
-sweep $REPO/$S/resnet20-cifar10-cpu-18ep.toml --set data.root=$DATA --set 'analyses=[]' --set 'alphas=[0,-10,-1]' \
-    --store ~/runs/resnet20-cifar10-cpu-18ep
+EIGHTEEN=($REPO/$S/resnet20-cifar10-cpu-18ep.toml --set data.root=$DATA --set 'analyses=[]' --set 'alphas=[0,-10,-1]'
+          --store ~/runs/resnet20-cifar10-cpu-18ep)
+sweep "${EIGHTEEN[@]}" &
+STAGE6=$!
+# its 9 runs on 2 workers leave one core idle for the whole last run (about an hour): start the
+# VGG16 grid's first 1-thread worker as soon as no 18-epoch run is left to start and at most one
+# runs, the second when the 18-epoch sweep ends; run claims keep the two VGG16 workers apart
 log "stage 5: VGG16 3 epochs, alpha -10,-1,0,1 x seeds 0-1, then seed 2 at alpha -1, 0 (issue 17)"
-sweep $S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' --store ~/runs/vgg16-cifar10-cpu
-sweep $S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' --store ~/runs/vgg16-cifar10-cpu \
-    --set 'alphas=[-1,0]' --set 'seeds=[2]'
+VGG=($S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' --store ~/runs/vgg16-cifar10-cpu)
+wait_for_tail $STAGE6 "${EIGHTEEN[@]}"
+sweep "${VGG[@]}" --workers 1 &
+wait $STAGE6
+sweep "${VGG[@]}" --workers 1
+wait
+sweep "${VGG[@]}" --set 'alphas=[-1,0]' --set 'seeds=[2]'
 log "stage 6t: Tiny ImageNet, a second seed of alpha -1, 0, 1 (about 2 hours)"
 [ -d ~/data/tiny/tiny-imagenet-200 ] && OMP_NUM_THREADS=2 sweep $S/resnet18-tinyimagenet-cpu.toml --workers 1 \
     --set data.root=$HOME/data/tiny --set 'analyses=[]' --set 'seeds=[1]' --store ~/runs/resnet18-tinyimagenet-cpu
