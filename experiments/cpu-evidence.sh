@@ -83,6 +83,10 @@ wait $STAGE6
 sweep "${VGG[@]}" --workers 1
 wait
 sweep "${VGG[@]}" --set 'alphas=[-1,0]' --set 'seeds=[2]'
+# the off-axis control (cca) of the 10 VGG16 runs, cached in their run folders for publishing (the grid's
+# seed-2 runs of alpha -10 and 1 are not trained, so --collect leaves them out)
+OMP_NUM_THREADS=2 sweep $S/vgg16-cifar10-cpu.toml --set data.root=$DATA --set 'seeds=[0,1,2]' \
+    --store ~/runs/vgg16-cifar10-cpu --collect ~/runs/collect-vgg16
 log "stage 6t: Tiny ImageNet, a second seed of alpha -1, 0, 1 (about 2 hours)"
 [ -d ~/data/tiny/tiny-imagenet-200 ] && OMP_NUM_THREADS=2 sweep $S/resnet18-tinyimagenet-cpu.toml --workers 1 \
     --set data.root=$HOME/data/tiny --set 'analyses=[]' --set 'seeds=[1]' --store ~/runs/resnet18-tinyimagenet-cpu
