@@ -161,3 +161,67 @@ def test_schedules_are_compared_by_label():
     change = np.mean([0.88, 0.87, 0.89]) - np.mean(SECOND[0.0]) - np.mean([0.76, 0.77, 0.78]) + np.mean(FIRST[0.0])
     assert table.loc[("test_accuracy", "0x2,-10"), "change"] == pytest.approx(change)
     assert table.loc[("test_accuracy", "-10"), "n_first"] == 3  # the schedule's runs are not constant -10's
+
+
+def _projected_group(values, n: int) -> np.ndarray:
+    """n values with the mean and sample variance of `values` (a standardized ramp, scaled)."""
+    ramp = np.arange(n, dtype=float)
+    ramp = (ramp - ramp.mean()) / ramp.std(ddof=1)
+    return np.mean(values) + np.std(values, ddof=1) * ramp
+
+
+def test_seeds_needed_is_where_a_projected_interval_of_the_change_first_excludes_zero():
+    # effects -0.03 (first) and -0.01 (second): a change of +0.02, undetermined with 3-4 seeds a group.
+    # Project n seeds in each of the four groups with their observed means and spreads: the CI must
+    # exclude 0 at seeds_needed, and not one seed earlier
+    first = {0.0: [0.80, 0.81, 0.83], -1.0: [0.76, 0.79, 0.80]}
+    second = {0.0: [0.90, 0.91, 0.89, 0.90], -1.0: [0.88, 0.90, 0.89]}
+    row = cost_change(tidy(first, "a"), tidy(second, "b")).set_index(["metric", "alpha_label"]).loc[
+        ("test_accuracy", "-1")]
+    assert row["change"] == pytest.approx(0.02) and row["direction"] == "undetermined"
+    observed = [second[-1.0], second[0.0], first[-1.0], first[0.0]]
+
+    def excludes_zero(n):
+        _, low, high, _ = satterthwaite([_projected_group(g, n) for g in observed], [1, -1, -1, 1])
+        return low > 0 or high < 0
+
+    needed = int(row["seeds_needed"])
+    assert needed >= 4 and excludes_zero(needed)
+    assert not excludes_zero(needed - 1) or needed - 1 < 4
+
+
+def test_seeds_needed_for_the_change_worked_by_hand():
+    # four groups of 3 seeds, each sd 0.01; effects -0.02 (second) and -0.04 (first): change +0.02.
+    # With n seeds in every group the df is 4(n - 1) and the half-width t(0.975, 4n - 4) * 0.01 * sqrt(4 / n):
+    #   n = 3: t(8) = 2.306 -> 0.0266 > 0.02 (undetermined now);  n = 4: t(12) = 2.179 -> 0.0218 (not yet)
+    #   n = 5: t(16) = 2.120 -> 0.0190 < 0.02
+    first = {0.0: [0.73, 0.74, 0.75], -10.0: [0.69, 0.70, 0.71]}
+    second = {0.0: [0.89, 0.90, 0.91], -10.0: [0.87, 0.88, 0.89]}
+    row = cost_change(tidy(first, "a"), tidy(second, "b")).set_index(["metric", "alpha_label"]).loc[
+        ("test_accuracy", "-10")]
+    assert row["change"] == pytest.approx(0.02) and row["direction"] == "undetermined"
+    assert row["seeds_needed"] == 5
+    # the other way round the change is -0.02: the same distance from 0, the same seeds
+    reverse = cost_change(tidy(second, "b"), tidy(first, "a")).set_index(["metric", "alpha_label"]).loc[
+        ("test_accuracy", "-10")]
+    assert reverse["change"] == pytest.approx(-0.02) and reverse["seeds_needed"] == 5
+
+
+def test_a_decided_change_or_one_without_an_interval_asks_for_no_seeds():
+    table = cost_change(tidy(FIRST, "a"), tidy(SECOND, "b")).set_index(["metric", "alpha_label"])
+    assert table.loc[("test_accuracy", "-10"), "direction"] == "higher"
+    assert math.isnan(table.loc[("test_accuracy", "-10"), "seeds_needed"])
+    one_seed = {0.0: [0.90, 0.91], -10.0: [0.86]}
+    row = cost_change(tidy(FIRST, "a"), tidy(one_seed, "b")).set_index(["metric", "alpha_label"]).loc[
+        ("test_accuracy", "-10")]
+    assert math.isnan(row["change_ci_low"]) and math.isnan(row["seeds_needed"])
+
+
+def test_command_says_how_many_seeds_would_decide_an_undetermined_change(tmp_path, capsys):
+    first = {0.0: [0.73, 0.74, 0.75], -10.0: [0.69, 0.70, 0.71]}  # the hand-worked case above: 5 seeds
+    second = {0.0: [0.89, 0.90, 0.91], -10.0: [0.87, 0.88, 0.89]}
+    tidy(first, "a").to_csv(tmp_path / "first.csv", index=False)
+    tidy(second, "b").to_csv(tmp_path / "second.csv", index=False)
+    assert main(["compare", str(tmp_path / "first.csv"), str(tmp_path / "second.csv")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("test_accuracy"))
+    assert line.endswith("undetermined (~5 seeds in each group would decide it)")

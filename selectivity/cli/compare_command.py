@@ -30,6 +30,15 @@ def _interval(value: float, low: float, high: float, points: bool) -> str:
     return f"{value * scale:+.{digits}f} [{low * scale:+.{digits}f}, {high * scale:+.{digits}f}]"
 
 
+def _seeds(seeds_needed: float) -> str:
+    if seeds_needed != seeds_needed:  # NaN: decided, or no interval
+        return ""
+    if seeds_needed == float("inf"):
+        from selectivity.report.comparison import MAX_SEEDS_SEARCHED
+        return f" (no number of seeds up to {MAX_SEEDS_SEARCHED} decides it)"
+    return f" (~{seeds_needed:.0f} seeds in each group would decide it)"
+
+
 def run(args) -> int:
     from selectivity import atomic
     from selectivity.report import load_results
@@ -44,7 +53,8 @@ def run(args) -> int:
         print(f"{row.metric:<14} alpha={row.alpha_label:<8} {seeds:<22} "
               f"first {_interval(row.first_effect, row.first_effect_ci_low, row.first_effect_ci_high, points):<26} "
               f"second {_interval(row.second_effect, row.second_effect_ci_low, row.second_effect_ci_high, points):<26} "
-              f"change {_interval(row.change, row.change_ci_low, row.change_ci_high, points)} {row.direction}")
+              f"change {_interval(row.change, row.change_ci_low, row.change_ci_high, points)} {row.direction}"
+              f"{_seeds(row.seeds_needed)}")
     if args.out:
         atomic.write_table(args.out, table)
         print(f"wrote {args.out}")

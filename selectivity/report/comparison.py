@@ -137,27 +137,43 @@ def seeds_to_decide(difference: float, variance_alpha: float, variance_baseline:
     """Smallest n >= first_n seeds per condition whose Welch CI would exclude -margin.
 
     Assumes the observed difference and each condition's seed-to-seed variance stay as they
-    are, with n seeds in both conditions; the CI is then the report's own Welch interval:
-
-        half-width(n) = t_{0.975, df(n)} * sqrt((v_a + v_0) / n),
-        df(n) = (n - 1) (v_a + v_0)^2 / (v_a^2 + v_0^2)     (= 2n - 2 when v_a = v_0)
-
-    and decides once half-width(n) < |difference + margin|.
+    are, with n seeds in both conditions; the CI is then the report's own Welch interval
+    (`seeds_to_exclude` with the two variances, at distance |difference + margin|).
 
     Returns:
         n as a float; inf when the difference sits at -margin (no n decides it) or no
         n <= MAX_SEEDS_SEARCHED does; NaN when the variances are NaN (no spread estimate).
     """
-    if math.isnan(variance_alpha) or math.isnan(variance_baseline):
+    return seeds_to_exclude(difference + margin, (variance_alpha, variance_baseline), first_n)
+
+
+def seeds_to_exclude(distance: float, variances, first_n: int) -> float:
+    """Smallest n >= first_n seeds in every group whose Welch CI of a +-1 contrast would exclude a
+    point `distance` away from the estimate (e.g. 0, for a difference of differences).
+
+    Assumes the estimate and each group's seed-to-seed variance v_i stay as they are, with n
+    seeds in every group; the interval is then welch_contrast's with weights of +-1:
+
+        half-width(n) = t_{0.975, df(n)} * sqrt(sum_i v_i / n),
+        df(n) = (n - 1) (sum_i v_i)^2 / sum_i v_i^2     (= k (n - 1) for k equal variances)
+
+    and excludes the point once half-width(n) < |distance|.
+
+    Returns:
+        n as a float; inf when the distance is 0 or no n <= MAX_SEEDS_SEARCHED is enough; NaN
+        when a variance is NaN (no spread estimate).
+    """
+    variances = np.asarray(variances, dtype=float)
+    if np.isnan(variances).any():
         return float("nan")
-    distance_to_margin = abs(difference + margin)  # 0 at the margin: no half-width is below it
+    distance = abs(distance)  # 0: no half-width is below it
     n = np.arange(max(first_n, 2), MAX_SEEDS_SEARCHED + 1)  # [candidates]
-    total = variance_alpha + variance_baseline
+    total = float(variances.sum())
     if total == 0:
-        return float(n[0]) if distance_to_margin > 0 else math.inf
-    df = (n - 1) * total**2 / (variance_alpha**2 + variance_baseline**2)  # [candidates]
+        return float(n[0]) if distance > 0 else math.inf
+    df = (n - 1) * total**2 / float((variances**2).sum())  # [candidates]
     half_widths = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * np.sqrt(total / n)
-    deciding = np.flatnonzero(half_widths < distance_to_margin)
+    deciding = np.flatnonzero(half_widths < distance)
     return float(n[deciding[0]]) if len(deciding) else math.inf
 
 

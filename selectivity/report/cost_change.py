@@ -14,7 +14,7 @@ import math
 import pandas as pd
 
 from selectivity.errors import SelectivityError
-from selectivity.report.comparison import direction_of, welch_contrast, welch_difference
+from selectivity.report.comparison import direction_of, seeds_to_exclude, welch_contrast, welch_difference
 from selectivity.report.tables import run_network_table
 
 BASELINE = "constant 0.0"  # the condition key of alpha = 0
@@ -34,7 +34,9 @@ def cost_change(first: pd.DataFrame, second: pd.DataFrame, metrics=COMPARED_METR
         (`n_first`, `n_first_baseline`, `n_second`, `n_second_baseline`), each sweep's effect
         (`first_effect`, `second_effect`) with its Welch 95% CI (`..._ci_low`, `..._ci_high`), the
         `change` (second minus first effect) with its CI and Welch df, and `direction`
-        (higher / lower / undetermined: whether the change's CI excludes 0). Intervals are NaN
+        (higher / lower / undetermined: whether the change's CI excludes 0), and for an undetermined
+        change `seeds_needed`, the seeds in each of the four groups that would decide it if the change
+        and the spreads stayed as they are (comparison.seeds_to_exclude; NaN otherwise). Intervals are NaN
         when a group has fewer than 2 seeds. Metrics are in the table's units (accuracy as a fraction).
     Raises:
         SelectivityError: a table without alpha = 0 or a metric, no condition in common, or runs in common.
@@ -88,8 +90,13 @@ def _change(first: pd.DataFrame, second: pd.DataFrame, metric: str, key: str) ->
         effect, low, high = welch_difference(values, baseline)
         row.update({f"{name}_effect": effect, f"{name}_effect_ci_low": low, f"{name}_effect_ci_high": high})
     row["change"] = row["second_effect"] - row["first_effect"]
-    low = high = df = math.nan
+    low = high = df = seeds_needed = math.nan
     if all(len(group) >= 2 for group in groups):
         _, low, high, df = welch_contrast(groups, [1.0, -1.0, -1.0, 1.0])
-    row.update({"change_ci_low": low, "change_ci_high": high, "change_df": df, "direction": direction_of(low, high)})
+    direction = direction_of(low, high)
+    if direction == "undetermined" and not math.isnan(low):
+        seeds_needed = seeds_to_exclude(row["change"], [group.var(ddof=1) for group in groups],
+                                        min(len(group) for group in groups) + 1)
+    row.update({"change_ci_low": low, "change_ci_high": high, "change_df": df, "direction": direction,
+                "seeds_needed": seeds_needed})
     return row
