@@ -94,7 +94,7 @@ def _change(first: pd.DataFrame, second: pd.DataFrame, metric: str, key: str) ->
     if all(len(group) >= 2 for group in groups):
         _, low, high, df = welch_contrast(groups, [1.0, -1.0, -1.0, 1.0])
     direction = direction_of(low, high)
-    if direction == "undetermined" and not math.isnan(low):
+    if direction == "undetermined":  # a group with < 2 seeds has a NaN variance: seeds_needed is NaN
         seeds_needed = seeds_to_exclude(row["change"], [group.var(ddof=1) for group in groups],
                                         min(len(group) for group in groups) + 1)
     row.update({"change_ci_low": low, "change_ci_high": high, "change_df": df, "direction": direction,
