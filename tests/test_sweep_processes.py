@@ -40,7 +40,8 @@ def cli_sweep(spec: Path, store: Path, *extra: str, epoch_seconds: float = 0.0,
 
 def test_two_sweep_processes_run_every_run_exactly_once(tmp_path):
     spec = write_spec(tmp_path, alphas="[-1, 0, 1]", seeds=2, epochs=2)
-    processes = [cli_sweep(spec, tmp_path / "sweep", "--workers", "0", epoch_seconds=0.3) for _ in range(2)]
+    # 3 s a run: one process alone would need 18 s for the six, far longer than the other one takes to start
+    processes = [cli_sweep(spec, tmp_path / "sweep", "--workers", "0", epoch_seconds=1.5) for _ in range(2)]
     outputs = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
     folder = SweepFolder(tmp_path / "sweep")
