@@ -1,7 +1,7 @@
 """A stand-in for selectivity.train.train_run with the same contract, for fast sweep tests.
 
 It writes what the real trainer writes (config.json, metrics.jsonl, a checkpoint per epoch,
-units.parquet, done.json), resumes from its checkpoint, calls heartbeat() every epoch, and
+units.parquet, done.json), resumes from its checkpoint, calls heartbeat() after each checkpoint, and
 fails like the trainer on a NaN loss. Its numbers are a pure function of (alpha, seed,
 epoch), so an interrupted-and-resumed run gives the same table as an uninterrupted one.
 
@@ -74,8 +74,6 @@ def train_run(config, run_dir, progress: bool = True, heartbeat=None) -> dict:
         start = json.loads(directory.checkpoint_path.read_text())["epoch"] + 1
         records = directory.read_metrics(strict=False)[:start]
     for epoch in range(start, config.train.epochs):
-        if heartbeat is not None:
-            heartbeat()
         time.sleep(float(os.environ.get("FAKE_EPOCH_SECONDS", "0")))
         if alpha_at_epoch(config.regularizer.alpha, epoch) == 999:
             directory.mark_failed("loss is nan", epoch)
@@ -83,6 +81,8 @@ def train_run(config, run_dir, progress: bool = True, heartbeat=None) -> dict:
         records.append(_record(config, epoch))
         directory.write_metrics(records)
         atomic.write_json(directory.checkpoint_path, {"epoch": epoch})
+        if heartbeat is not None:
+            heartbeat()
         _maybe_kill_self(epoch)
     directory.write_units(_units(config))
     directory.mark_done(records[-1])

@@ -12,7 +12,7 @@ import pytest
 
 from selectivity.cli import main
 from selectivity.sweep import SweepFolder, load_sweep_spec, make_executor, run_sweep
-from selectivity.sweep.run_state import TIMING_FILE
+from selectivity.sweep.run_state import TIMING_FILE, training_seconds
 
 FAKE = "tests.sweep_fake_trainer:train_run"
 
@@ -86,10 +86,16 @@ def test_a_killed_worker_is_replaced_and_its_run_resumes(tmp_path, monkeypatch):
     spec = write_spec(tmp_path, alphas="[-1, 0]", seeds=1)
     _, clean_folder, _ = sweep(tmp_path / "clean", spec)
     monkeypatch.setenv("FAKE_KILL_ONCE_DIR", str(tmp_path))  # the first run SIGKILLs its worker at epoch 1
+    monkeypatch.setenv("FAKE_EPOCH_SECONDS", "0.3")
     result, folder, runs = sweep(tmp_path, spec, executor=make_executor("local", workers=1))
     assert (tmp_path / "killed").exists() and result.exit_code == 0
     killed = [run for run in runs if len(attempts(run)) == 2]
     assert len(killed) == 1 and attempts(killed[0])[1]["resumed"] and attempts(killed[0])[0]["end"] is None
+    # the killed attempt trained epochs 0-1 (0.3 s each) and marked itself alive after each
+    # checkpoint, so its time still counts: 2 epochs of it plus the resumed attempt's 1
+    first = attempts(killed[0])[0]
+    assert first["alive"] - first["start"] >= 0.6
+    assert training_seconds(killed[0].path) >= 0.9
     pd.testing.assert_frame_equal(pd.read_parquet(folder.results_parquet),
                                   pd.read_parquet(clean_folder.results_parquet))
 

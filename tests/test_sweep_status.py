@@ -143,6 +143,11 @@ def test_a_run_resumed_after_a_killed_attempt_counts_its_recorded_epochs(tmp_pat
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "seconds": s}) + "\n"
                                                     for i, s in enumerate(epochs)))
     assert training_seconds(tmp_path) == sum(epochs)
+    # the killed attempt marked itself alive at its last checkpoint: it counts up to there
+    timing = json.loads((tmp_path / TIMING_FILE).read_text())
+    timing["attempts"][0]["alive"] = 2000.0
+    (tmp_path / TIMING_FILE).write_text(json.dumps(timing))
+    assert training_seconds(tmp_path) == 1000.0 + 100.0
     # every attempt finished: their wall time (start-up included) is the larger and is used
     (tmp_path / TIMING_FILE).write_text(json.dumps({"attempts": [
         {"host": "h", "pid": 1, "start": 0.0, "end": 1000.0, "outcome": "done", "resumed": False}]}))

@@ -8,7 +8,8 @@
     interrupted  a checkpoint and no live claim: resumes from the checkpoint
     pending      nothing yet
 
-    <run folder>/timing.json   {"attempts": [{"host", "pid", "start", "end", "outcome", "resumed"}]}
+    <run folder>/timing.json   {"attempts": [{"host", "pid", "start", "end", "outcome", "resumed",
+                                              "alive"}]}  (alive: time of the attempt's last checkpoint)
                                written by the sweep worker while it holds the claim
 """
 import json
@@ -102,6 +103,24 @@ def start_attempt(run_dir: str | Path, resumed: bool) -> None:
     atomic.write_json(Path(run_dir) / TIMING_FILE, timing)
 
 
+def mark_alive(run_dir: str | Path) -> None:
+    """Record, after each checkpoint, that this process's open attempt is still training.
+
+    An attempt killed outright (SIGKILL, the session or machine gone) never writes its end; its
+    last "alive" still says how long it trained, to within the epoch it lost.
+    """
+    timing = read_timing(run_dir)
+    if timing["attempts"] and timing["attempts"][-1].get("end") is None:
+        timing["attempts"][-1]["alive"] = time.time()
+        atomic.write_json(Path(run_dir) / TIMING_FILE, timing)
+
+
+def attempt_seconds(attempt: dict) -> float:
+    """One attempt's wall time: to its end, or to its last checkpoint if it never recorded an end."""
+    last = attempt.get("end") or attempt.get("alive")
+    return last - attempt["start"] if last else 0.0
+
+
 def finish_attempt(run_dir: str | Path, outcome: str) -> float:
     """Close this process's open attempt with its outcome; returns its duration in seconds."""
     timing = read_timing(run_dir)
@@ -112,15 +131,16 @@ def finish_attempt(run_dir: str | Path, outcome: str) -> float:
 
 
 def training_seconds(run_dir: str | Path) -> float | None:
-    """The run's cost for ETAs: seconds of its finished attempts, or of its recorded epochs if more.
+    """The run's cost for ETAs: seconds of its attempts, or of its recorded epochs if more.
 
-    An attempt killed outright (SIGKILL, a machine that went away) never records its end, so a
-    resumed run's finished attempts can cover only its last epochs; the per-epoch `seconds` of
+    An attempt killed outright (SIGKILL, a machine that went away) never records its end; it
+    counts to its last checkpoint ("alive"). Folders written before "alive" existed lack it, so
+    a resumed run's attempts can cover only its last epochs; the per-epoch `seconds` of
     metrics.jsonl (training + evaluation of each recorded epoch, whichever attempt ran it) is
     then the larger, and still a lower bound. None when neither says anything.
     """
-    finished = [a["end"] - a["start"] for a in read_timing(run_dir)["attempts"] if a.get("end")]
+    timed = [attempt_seconds(a) for a in read_timing(run_dir)["attempts"] if a.get("end") or a.get("alive")]
     recorded = [record.get("seconds", 0.0) for record in RunDirectory(run_dir).read_metrics(strict=False)]
-    if not finished and not recorded:
+    if not timed and not recorded:
         return None
-    return max(sum(finished), sum(recorded))
+    return max(sum(timed), sum(recorded))

@@ -14,7 +14,7 @@ from selectivity.config import ExperimentConfig
 from selectivity.errors import SelectivityError
 from selectivity.store import RunDirectory
 from selectivity.sweep.layout import SweepFolder
-from selectivity.sweep.run_state import corruption, finish_attempt, move_results_aside, start_attempt
+from selectivity.sweep.run_state import corruption, finish_attempt, mark_alive, move_results_aside, start_attempt
 
 DEFAULT_TRAINER = "selectivity.train:train_run"
 
@@ -91,8 +91,13 @@ def _train(task: RunTask, directory: RunDirectory, heartbeat) -> RunOutcome:
     folder.log_event("start", task.run_id, resumed=resumed)
     print(f"start  [{task.index}/{task.total}] {task.run_id} alpha={task.alpha_label} seed={config.seed}"
           + (" (resuming from checkpoint)" if resumed else ""), flush=True)
+
+    def heartbeat_after_checkpoint():  # the trainer calls it once an epoch's checkpoint is written
+        heartbeat()
+        mark_alive(directory.path)
+
     try:
-        load_trainer(task.trainer)(config, directory.path, progress=False, heartbeat=heartbeat)
+        load_trainer(task.trainer)(config, directory.path, progress=False, heartbeat=heartbeat_after_checkpoint)
     except KeyboardInterrupt:  # the sweep is stopping: the checkpoint stays for the next one
         finish_attempt(directory.path, "interrupted")
         raise
