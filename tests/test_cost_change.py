@@ -132,6 +132,19 @@ def test_command_prints_and_writes_the_table(tmp_path, capsys):
     assert f"change {change:+.2f} [" in line and line.endswith("higher")
 
 
+@pytest.mark.parametrize("out", ["a_file.txt/change.csv", "."])
+def test_a_bad_out_path_is_a_one_line_error_before_anything_is_printed(tmp_path, capsys, out):
+    tidy(FIRST, "a").to_csv(tmp_path / "first.csv", index=False)
+    tidy(SECOND, "b").to_csv(tmp_path / "second.csv", index=False)
+    (tmp_path / "a_file.txt").write_text("not a folder")
+    code = main(["compare", str(tmp_path / "first.csv"), str(tmp_path / "second.csv"), "--out", str(tmp_path / out)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    err = captured.err.strip()
+    assert err.startswith("selectivity compare: error:") and "\n" not in err
+    assert ("a_file.txt" in err and "cannot write" in err) if out != "." else "is a folder" in err
+
+
 def test_command_reports_a_missing_table_in_one_line(tmp_path, capsys):
     tidy(FIRST, "a").to_csv(tmp_path / "first.csv", index=False)
     assert main(["compare", str(tmp_path / "first.csv"), str(tmp_path / "nowhere")]) == 2

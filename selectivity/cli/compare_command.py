@@ -42,8 +42,13 @@ def _seeds(seeds_needed: float) -> str:
 def run(args) -> int:
     from selectivity import atomic
     from selectivity.report import load_results
+    from selectivity.errors import SelectivityError
     from selectivity.report.cost_change import cost_change
 
+    if args.out:  # before reading anything: a bad --out is a one-line error, not a traceback after the printout
+        if args.out.is_dir():
+            raise SelectivityError(f"--out {args.out} is a folder; expected a file path ending in .csv or .parquet")
+        atomic.check_writable(args.out.parent)
     table = cost_change(load_results(args.first), load_results(args.second))
     print(f"first: {args.first}   second: {args.second}   (accuracy in points; effect = alpha minus alpha = 0, "
           "Welch 95% CI)")
