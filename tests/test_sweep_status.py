@@ -61,6 +61,22 @@ def test_time_left_uses_done_runs_and_the_runs_in_flight(tmp_path):
     held.release()
 
 
+def test_a_resumed_running_run_counts_its_earlier_attempts(tmp_path):
+    folder, runs, held = build_sweep(tmp_path)
+    claimed_at = claims.read_claim(runs[2].path)["started"]
+    # before this claim: one attempt that ended after 150 s, one killed after 40 s (its last checkpoint)
+    (runs[2].path / TIMING_FILE).write_text(json.dumps({"attempts": [
+        {"host": "h", "pid": 1, "start": claimed_at - 900, "end": claimed_at - 750, "outcome": "interrupted",
+         "resumed": False},
+        {"host": "h", "pid": 2, "start": claimed_at - 500, "end": None, "alive": claimed_at - 460, "outcome": None,
+         "resumed": True}]}))
+    rows = sweep_status(runs)
+    assert 190 <= rows[2].seconds < 190 + 60
+    # mean of the done runs 200 s: the running run has about 10 s left, not 200
+    assert abs(seconds_left(rows) - (3 * 200 + (200 - rows[2].seconds))) < 1
+    held.release()
+
+
 def test_timing_records_each_attempt(tmp_path):
     start_attempt(tmp_path, resumed=False)
     finish_attempt(tmp_path, "done")

@@ -130,6 +130,11 @@ def finish_attempt(run_dir: str | Path, outcome: str) -> float:
     return attempt["end"] - attempt["start"]
 
 
+def seconds_before(run_dir: str | Path, moment: float) -> float:
+    """Seconds the run's attempts that started before `moment` trained: what a resumed run brings."""
+    return sum(attempt_seconds(a) for a in read_timing(run_dir)["attempts"] if a["start"] < moment)
+
+
 def training_seconds(run_dir: str | Path) -> float | None:
     """The run's cost for ETAs: seconds of its attempts, or of its recorded epochs if more.
 

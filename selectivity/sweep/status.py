@@ -1,15 +1,16 @@
 """`selectivity status`: each run's state, the sweep's progress and its expected time left.
 
 The time left is estimated from the training time of done runs (timing.json): the mean
-run time x the runs still to do, less what running runs have already spent, divided by
-the number of runs in flight (at least one).
+run time x the runs still to do, less what running runs have already spent (in this attempt
+and, for a resumed run, its earlier ones), divided by the number of runs in flight (at least
+one).
 """
 import time
 from dataclasses import dataclass
 
 from selectivity.claims import DEFAULT_STALE_AFTER, read_claim
 from selectivity.sweep.layout import SweepRun
-from selectivity.sweep.run_state import RunState, run_state, training_seconds
+from selectivity.sweep.run_state import RunState, run_state, seconds_before, training_seconds
 
 SHOWN_STATE = {"corrupt": "pending-redo", "interrupted": "pending-resume"}
 
@@ -18,7 +19,7 @@ SHOWN_STATE = {"corrupt": "pending-redo", "interrupted": "pending-resume"}
 class RunStatus:
     run: SweepRun
     state: RunState
-    seconds: float | None  # done: training time; running: time since its claim; else None
+    seconds: float | None  # done: training time; running: earlier attempts + time since its claim; else None
 
     @property
     def shown_state(self) -> str:
@@ -35,7 +36,8 @@ def sweep_status(runs: list[SweepRun], stale_after: float = DEFAULT_STALE_AFTER)
             seconds = training_seconds(run.path)
         elif state.state == "running":
             claim = read_claim(run.path) or {}
-            seconds = time.time() - claim["started"] if "started" in claim else None
+            if "started" in claim:  # a resumed run has trained before this claim: its earlier attempts count
+                seconds = seconds_before(run.path, claim["started"]) + time.time() - claim["started"]
         rows.append(RunStatus(run, state, seconds))
     return rows
 
