@@ -82,7 +82,7 @@ def train_run(config, run_dir, progress: bool = True, heartbeat=None) -> dict:
         directory.write_metrics(records)
         atomic.write_json(directory.checkpoint_path, {"epoch": epoch})
         if heartbeat is not None:
-            heartbeat()
+            heartbeat(epoch + 1)
         _maybe_kill_self(epoch)
     directory.write_units(_units(config))
     directory.mark_done(records[-1])

@@ -46,6 +46,17 @@ def assert_same_table(table: pd.DataFrame, expected: pd.DataFrame) -> None:
                                   expected.sort_values(order).reset_index(drop=True), rtol=0, atol=1e-12)
 
 
+def test_the_real_trainer_marks_each_checkpoint_in_the_timing_record(reference):
+    """The trainer's heartbeat carries the checkpointed epoch count; the worker records it with the time."""
+    _, store, _ = reference
+    folders = sorted((store / "runs").glob("*/seed_*"))
+    assert len(folders) == 3
+    for folder in folders:
+        (attempt,) = json.loads((folder / TIMING_FILE).read_text())["attempts"]
+        assert attempt["epochs_done"] == 2  # BASE trains 2 epochs
+        assert attempt["start"] < attempt["alive"] <= attempt["end"]
+
+
 def starts(store: Path) -> dict[str, list[bool]]:
     """run_id -> the `resumed` flag of each start of that run, from events.jsonl."""
     found = {}

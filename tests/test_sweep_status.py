@@ -1,6 +1,8 @@
 """`selectivity status`: every state a run folder can be in, progress and the time-left estimate."""
 import json
 
+import pytest
+
 from selectivity import claims
 from selectivity.cli import main
 from selectivity.sweep import SweepFolder, format_status, sweep_status
@@ -74,6 +76,21 @@ def test_a_resumed_running_run_counts_its_earlier_attempts(tmp_path):
     assert 190 <= rows[2].seconds < 190 + 60
     # mean of the done runs 200 s: the running run has about 10 s left, not 200
     assert abs(seconds_left(rows) - (3 * 200 + (200 - rows[2].seconds))) < 1
+    held.release()
+
+
+def test_a_running_run_shows_its_checkpointed_epochs_and_the_estimate_uses_them(tmp_path):
+    folder, runs, held = build_sweep(tmp_path)
+    claimed_at = claims.read_claim(runs[2].path)["started"]
+    (runs[2].path / TIMING_FILE).write_text(json.dumps({"attempts": [
+        {"host": "h", "pid": 2, "start": claimed_at + 0.01, "end": None, "alive": claimed_at + 0.02,
+         "epochs_done": 1, "outcome": None, "resumed": False}]}))
+    rows = sweep_status(runs)
+    assert rows[2].epochs_done == 1
+    line = next(line for line in format_status("demo", rows).splitlines() if line.startswith(runs[2].run_id))
+    assert line.endswith("epoch 1 of 2 checkpointed")  # make_runs trains 2 epochs
+    # mean of the done runs 200 s; the running run has half of its 2 epochs left: 100 s, whatever its clock says
+    assert seconds_left(rows) == pytest.approx(3 * 200 + 100)
     held.release()
 
 

@@ -105,15 +105,16 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
 
     epochs_seen = []
 
-    def die_after_first_epoch():
-        epochs_seen.append(1)
+    def die_after_two_epochs(epochs_done):
+        epochs_seen.append(epochs_done)
         if len(epochs_seen) == 2:
             raise Killed()
 
     with pytest.raises(Killed):
-        train_run(config, tmp_path / "resumed", progress=False, heartbeat=die_after_first_epoch)
+        train_run(config, tmp_path / "resumed", progress=False, heartbeat=die_after_two_epochs)
     run = RunDirectory(tmp_path / "resumed")
     assert not run.is_done() and torch.load(run.checkpoint_path, weights_only=True)["epoch"] == 2
+    assert epochs_seen == [1, 2]  # the heartbeat follows each checkpoint and carries its epoch count
     resumed = train_run(config, tmp_path / "resumed", progress=False)
     assert without_timing([resumed]) == without_timing([uninterrupted])
     assert without_timing(run.read_metrics()) == without_timing(RunDirectory(tmp_path / "straight").read_metrics())

@@ -143,7 +143,7 @@ def test_resume_drops_metrics_records_past_the_checkpoint(tmp_path):
     class Stop(Exception):
         pass
 
-    def stop_after_first_epoch():
+    def stop_after_first_epoch(epochs_done):
         raise Stop
 
     run = RunDirectory(tmp_path / "run")

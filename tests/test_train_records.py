@@ -26,7 +26,7 @@ class Stop(Exception):
     pass
 
 
-def stop_after_first_epoch():
+def stop_after_first_epoch(epochs_done):
     raise Stop
 
 

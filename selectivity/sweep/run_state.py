@@ -9,7 +9,7 @@
     pending      nothing yet
 
     <run folder>/timing.json   {"attempts": [{"host", "pid", "start", "end", "outcome", "resumed",
-                                              "alive"}]}  (alive: time of the attempt's last checkpoint)
+                                              "alive", "epochs_done"}]}  (at the attempt's last checkpoint)
                                written by the sweep worker while it holds the claim
 """
 import json
@@ -103,16 +103,25 @@ def start_attempt(run_dir: str | Path, resumed: bool) -> None:
     atomic.write_json(Path(run_dir) / TIMING_FILE, timing)
 
 
-def mark_alive(run_dir: str | Path) -> None:
+def mark_alive(run_dir: str | Path, epochs_done: int | None = None) -> None:
     """Record, after each checkpoint, that this process's open attempt is still training.
 
     An attempt killed outright (SIGKILL, the session or machine gone) never writes its end; its
-    last "alive" still says how long it trained, to within the epoch it lost.
+    last "alive" still says how long it trained, to within the epoch it lost. `epochs_done`
+    (the checkpoint's epoch count, when the trainer passes it) is what `selectivity status` shows.
     """
     timing = read_timing(run_dir)
     if timing["attempts"] and timing["attempts"][-1].get("end") is None:
         timing["attempts"][-1]["alive"] = time.time()
+        if epochs_done is not None:
+            timing["attempts"][-1]["epochs_done"] = int(epochs_done)
         atomic.write_json(Path(run_dir) / TIMING_FILE, timing)
+
+
+def epochs_done(run_dir: str | Path) -> int | None:
+    """Epochs in the run's newest checkpoint, as its attempts recorded them (None if none did)."""
+    counts = [a["epochs_done"] for a in read_timing(run_dir)["attempts"] if "epochs_done" in a]
+    return max(counts) if counts else None
 
 
 def attempt_seconds(attempt: dict) -> float:

@@ -1,16 +1,16 @@
 """`selectivity status`: each run's state, the sweep's progress and its expected time left.
 
 The time left is estimated from the training time of done runs (timing.json): the mean
-run time x the runs still to do, less what running runs have already spent (in this attempt
-and, for a resumed run, its earlier ones), divided by the number of runs in flight (at least
-one).
+run time x the runs still to do, plus each running run's share still to do (by the epochs its
+checkpoint holds; else by the time it has spent, in this attempt and, for a resumed run, its
+earlier ones), divided by the number of runs in flight (at least one).
 """
 import time
 from dataclasses import dataclass
 
 from selectivity.claims import DEFAULT_STALE_AFTER, read_claim
 from selectivity.sweep.layout import SweepRun
-from selectivity.sweep.run_state import RunState, run_state, seconds_before, training_seconds
+from selectivity.sweep.run_state import RunState, epochs_done, run_state, seconds_before, training_seconds
 
 SHOWN_STATE = {"corrupt": "pending-redo", "interrupted": "pending-resume"}
 
@@ -20,6 +20,7 @@ class RunStatus:
     run: SweepRun
     state: RunState
     seconds: float | None  # done: training time; running: earlier attempts + time since its claim; else None
+    epochs_done: int | None = None  # running: epochs in its newest checkpoint, when its trainer reports them
 
     @property
     def shown_state(self) -> str:
@@ -31,14 +32,15 @@ def sweep_status(runs: list[SweepRun], stale_after: float = DEFAULT_STALE_AFTER)
     rows = []
     for run in runs:
         state = run_state(run.directory, stale_after)
-        seconds = None
+        seconds, done_epochs = None, None
         if state.state == "done":
             seconds = training_seconds(run.path)
         elif state.state == "running":
             claim = read_claim(run.path) or {}
             if "started" in claim:  # a resumed run has trained before this claim: its earlier attempts count
                 seconds = seconds_before(run.path, claim["started"]) + time.time() - claim["started"]
-        rows.append(RunStatus(run, state, seconds))
+            done_epochs = epochs_done(run.path)
+        rows.append(RunStatus(run, state, seconds, done_epochs))
     return rows
 
 
@@ -50,8 +52,17 @@ def seconds_left(rows: list[RunStatus]) -> float | None:
     mean = sum(durations) / len(durations)
     running = [row for row in rows if row.state.state == "running"]
     to_start = sum(row.state.state not in ("done", "failed", "running") for row in rows)
-    work = to_start * mean + sum(max(mean - (row.seconds or 0.0), 0.0) for row in running)
+    work = to_start * mean + sum(_left_of_running(row, mean) for row in running)
     return work / max(len(running), 1)
+
+
+def _left_of_running(row: RunStatus, mean: float) -> float:
+    """A running run's share of a mean run still to do: by its checkpointed epochs when known,
+    else by the time it has spent (a lower bound for an attempt killed before "alive" existed)."""
+    total = row.run.config.train.epochs
+    if row.epochs_done is not None and total > 0:
+        return mean * max(1.0 - row.epochs_done / total, 0.0)
+    return max(mean - (row.seconds or 0.0), 0.0)
 
 
 def _duration(seconds: float | None) -> str:
@@ -60,6 +71,12 @@ def _duration(seconds: float | None) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _detail(row: RunStatus) -> str:
+    if row.epochs_done is None:
+        return row.state.detail
+    return f"{row.state.detail}, epoch {row.epochs_done} of {row.run.config.train.epochs} checkpointed"
 
 
 def format_status(name: str, rows: list[RunStatus]) -> str:
@@ -72,7 +89,7 @@ def format_status(name: str, rows: list[RunStatus]) -> str:
               f"{counts['failed']} failed, {pending} pending; expected time left: {estimate}")
     table = [("run", "alpha", "seed", "state", "time", "detail")]
     table += [(row.run.run_id, row.run.alpha_label, str(row.run.config.seed), row.shown_state,
-               _duration(row.seconds), row.state.detail) for row in rows]
+               _duration(row.seconds), _detail(row)) for row in rows]
     widths = [max(len(line[column]) for line in table) for column in range(len(table[0]) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1] for line in table]
     return "\n".join([header, ""] + [line.rstrip() for line in lines])

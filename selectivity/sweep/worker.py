@@ -92,9 +92,9 @@ def _train(task: RunTask, directory: RunDirectory, heartbeat) -> RunOutcome:
     print(f"start  [{task.index}/{task.total}] {task.run_id} alpha={task.alpha_label} seed={config.seed}"
           + (" (resuming from checkpoint)" if resumed else ""), flush=True)
 
-    def heartbeat_after_checkpoint():  # the trainer calls it once an epoch's checkpoint is written
+    def heartbeat_after_checkpoint(epochs_done: int | None = None):  # the trainer calls it after each checkpoint
         heartbeat()
-        mark_alive(directory.path)
+        mark_alive(directory.path, epochs_done)
 
     try:
         load_trainer(task.trainer)(config, directory.path, progress=False, heartbeat=heartbeat_after_checkpoint)

@@ -66,13 +66,14 @@ def regularizer_alpha(alpha: float | str, device: torch.device) -> float | torch
 
 
 def train_run(
-    config: ExperimentConfig, run_dir: str | Path, progress: bool = True, heartbeat: Callable[[], None] | None = None
+    config: ExperimentConfig, run_dir: str | Path, progress: bool = True, heartbeat: Callable[[int], None] | None = None
 ) -> dict:
     """Train (or resume, or just read) the run of `config` in `run_dir`.
 
     Writes config.json, metrics.jsonl (one record per evaluation), checkpoint.pt (every
     epoch), units.parquet and done.json (see selectivity.store). Returns the last metrics
-    record. Raises RunFailed, after writing failed.json, when the loss becomes NaN or inf.
+    record. `heartbeat(epochs_done)`, if given, is called after each checkpoint (a sweep checks
+    its claim there and records progress). Raises RunFailed, after writing failed.json, when the loss becomes NaN or inf.
     Bad input (unknown names, a device that is not here, a dataset or layers SI cannot be
     measured on, images too small for the model) raises SelectivityError before the run
     folder is written.
@@ -116,8 +117,8 @@ def train_run(
                 run.write_metrics(records)
                 _log(writer, records[-1], progress)
             save_checkpoint(run.checkpoint_path, session.model, session.optimizer, session.generator, epoch, step)
-            if heartbeat:
-                heartbeat()
+            if heartbeat:  # the sweep's claim is still ours; `epoch` epochs are checkpointed
+                heartbeat(epoch)
     if writer:
         writer.close()
     if final is None:  # resumed after the last checkpoint: measure again (same numbers)
