@@ -94,6 +94,21 @@ def test_a_running_run_shows_its_checkpointed_epochs_and_the_estimate_uses_them(
     held.release()
 
 
+def test_checkpointed_epochs_carry_over_to_a_resumed_attempt_but_not_to_a_redo(tmp_path):
+    from selectivity.sweep.run_state import epochs_done
+
+    def attempts(*records):
+        (tmp_path / TIMING_FILE).write_text(json.dumps({"attempts": [
+            {"host": "h", "pid": 1, "start": 0.0, "end": None, "outcome": None, **record} for record in records]}))
+        return epochs_done(tmp_path)
+
+    assert attempts({"resumed": False}) is None  # nothing checkpointed yet
+    assert attempts({"resumed": False, "epochs_done": 7}, {"resumed": True}) == 7  # resumed, not yet checkpointed
+    assert attempts({"resumed": False, "epochs_done": 7}, {"resumed": True, "epochs_done": 9}) == 9
+    assert attempts({"resumed": False, "epochs_done": 7}, {"resumed": False}) is None  # a redo starts at epoch 0
+    assert attempts({"resumed": False, "epochs_done": 7}, {"resumed": False, "epochs_done": 2}) == 2
+
+
 def test_timing_records_each_attempt(tmp_path):
     start_attempt(tmp_path, resumed=False)
     finish_attempt(tmp_path, "done")

@@ -119,9 +119,17 @@ def mark_alive(run_dir: str | Path, epochs_done: int | None = None) -> None:
 
 
 def epochs_done(run_dir: str | Path) -> int | None:
-    """Epochs in the run's newest checkpoint, as its attempts recorded them (None if none did)."""
-    counts = [a["epochs_done"] for a in read_timing(run_dir)["attempts"] if "epochs_done" in a]
-    return max(counts) if counts else None
+    """Epochs in the run's newest checkpoint, as its attempts recorded them (None if none did).
+
+    A resumed attempt that has not checkpointed yet holds the epochs of the attempt before it;
+    an attempt that started from scratch (a redo) does not.
+    """
+    for attempt in reversed(read_timing(run_dir)["attempts"]):
+        if "epochs_done" in attempt:
+            return attempt["epochs_done"]
+        if not attempt.get("resumed"):
+            return None
+    return None
 
 
 def attempt_seconds(attempt: dict) -> float:

@@ -73,7 +73,8 @@ def train_run(
     Writes config.json, metrics.jsonl (one record per evaluation), checkpoint.pt (every
     epoch), units.parquet and done.json (see selectivity.store). Returns the last metrics
     record. `heartbeat(epochs_done)`, if given, is called after each checkpoint (a sweep checks
-    its claim there and records progress). Raises RunFailed, after writing failed.json, when the loss becomes NaN or inf.
+    its claim there and records progress). Raises RunFailed, after writing failed.json, when
+    the loss becomes NaN or inf.
     Bad input (unknown names, a device that is not here, a dataset or layers SI cannot be
     measured on, images too small for the model) raises SelectivityError before the run
     folder is written.
