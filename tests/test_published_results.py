@@ -214,3 +214,55 @@ def test_schedule_minus_constant_matches_an_independent_welch_computation(folder
         low, high = stats.ttest_ind(own, reference, equal_var=False).confidence_interval(0.95)
         assert np.allclose([row.test_accuracy_schedule_minus_ci_low, row.test_accuracy_schedule_minus_ci_high],
                            [low, high], rtol=1e-9, atol=1e-12)
+
+
+COST_CHANGES = sorted(RESULTS.glob("*/cost_change_vs_*.csv"))  # docs/results/SECOND/cost_change_vs_FIRST.csv
+
+
+def _final_network_values(folder: Path, metric: str) -> pd.DataFrame:
+    """alpha, alpha_label, value (one row per run) of a network metric, from the raw rows."""
+    raw = pd.read_csv(folder / "results.csv", dtype={"alpha_label": str})
+    rows = raw[(raw["layer"] == "network") & (raw["metric"] == metric)]
+    assert not rows.duplicated(["run_id"]).any(), f"one final {metric} row per run"
+    return rows[["alpha", "alpha_label", "value"]]
+
+
+def _satterthwaite(groups, weights) -> tuple[float, float, float, float]:
+    """sum w_i mean_i with its Welch-Satterthwaite 95% CI and df, written out here (not the report's code)."""
+    terms = [w * w * np.var(g, ddof=1) / len(g) for w, g in zip(weights, groups)]
+    estimate = sum(w * np.mean(g) for w, g in zip(weights, groups))
+    df = sum(terms) ** 2 / sum(term * term / (len(g) - 1) for term, g in zip(terms, groups))
+    half = stats.t.ppf(0.975, df) * math.sqrt(sum(terms))
+    return estimate, estimate - half, estimate + half, df
+
+
+@pytest.mark.parametrize("path", COST_CHANGES, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_committed_cost_change_is_an_independent_difference_of_differences(path):
+    """Each alpha's effect (minus alpha = 0) in both committed tables and its change, with scipy's Welch
+    interval for each effect and a Satterthwaite interval over the four groups for the change."""
+    first_folder = RESULTS / path.stem.removeprefix("cost_change_vs_")
+    assert (first_folder / "results.csv").exists(), f"{path.name} names no committed experiment {first_folder.name}"
+    table = pd.read_csv(path, dtype={"alpha_label": str})
+    expected_keys = set()
+    for metric in ("test_accuracy", "mean_si"):
+        first, second = (_final_network_values(folder, metric) for folder in (first_folder, path.parent))
+        common = (set(first["alpha"]) & set(second["alpha"])) - {0.0}
+        expected_keys |= {(metric, alpha) for alpha in common}
+        for alpha in common:
+            row = table[(table["metric"] == metric) & (table["alpha"] == alpha)]
+            assert len(row) == 1, (metric, alpha)
+            row = row.iloc[0]
+            groups = [second.loc[second["alpha"] == alpha, "value"].to_numpy(),
+                      second.loc[second["alpha"] == 0.0, "value"].to_numpy(),
+                      first.loc[first["alpha"] == alpha, "value"].to_numpy(),
+                      first.loc[first["alpha"] == 0.0, "value"].to_numpy()]
+            assert [row.n_second, row.n_second_baseline, row.n_first, row.n_first_baseline] == [len(g) for g in groups]
+            for name, own, baseline in (("second", *groups[:2]), ("first", *groups[2:])):
+                low, high = stats.ttest_ind(own, baseline, equal_var=False).confidence_interval(0.95)
+                assert np.allclose([row[f"{name}_effect"], row[f"{name}_effect_ci_low"], row[f"{name}_effect_ci_high"]],
+                                   [own.mean() - baseline.mean(), low, high], rtol=1e-9, atol=1e-12, equal_nan=True), (metric, alpha)
+            change, low, high, df = _satterthwaite(groups, [1, -1, -1, 1])
+            assert np.allclose([row.change, row.change_ci_low, row.change_ci_high, row.change_df],
+                               [change, low, high, df], rtol=1e-9, atol=1e-12, equal_nan=True), (metric, alpha)
+            assert row.direction == ("higher" if low > 0 else "lower" if high < 0 else "undetermined")
+    assert set(zip(table["metric"], table["alpha"])) == expected_keys, "one row per common alpha and metric"
