@@ -166,6 +166,40 @@ def test_a_pool_worker_stops_once_and_then_starts_no_queued_run(tmp_path, monkey
     assert not run.path.exists() and started(folder.path) == []
 
 
+def test_a_stopped_pool_worker_exits_on_its_own_rather_than_being_killed(tmp_path, monkeypatch):
+    """After a stop its run unwinds and reports back; the worker must then leave (exit code 0), not
+    idle until the grace period ends and be SIGKILLed (exit code -9), which made every stop take 30 s."""
+    import threading
+
+    from selectivity.sweep import stopping
+
+    monkeypatch.setenv("FAKE_EPOCH_SECONDS", "0.2")  # before the pool spawns: its worker inherits it
+    monkeypatch.setattr(stopping, "_received", None)
+    spec = load_sweep_spec(write_spec(tmp_path, alphas="[0]", seeds=1, epochs=30))
+    folder = SweepFolder(tmp_path / "sweep")
+    [run] = folder.runs_for(spec)
+    task = RunTask(config=run.config, path=str(run.path), run_id=run.run_id, alpha_label=run.alpha_label,
+                   sweep_path=str(folder.path), trainer=FAKE)
+    executor = executors.LocalExecutor(workers=1)
+    workers = []
+
+    def stop_after_the_first_checkpoint():
+        deadline = time.time() + 120  # hang guard
+        while not run.directory.checkpoint_path.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        workers.extend(executor._pool._processes.values())
+        stopping._received = signal.SIGTERM  # what the driver's signal handler records
+
+    helper = threading.Thread(target=stop_after_the_first_checkpoint)
+    helper.start()
+    with pytest.raises(stopping.SweepInterrupted):
+        list(executor.run([task]))
+    helper.join()
+    assert len(workers) == 1 and [worker.exitcode for worker in workers] == [0]
+    attempts = json.loads((run.path / TIMING_FILE).read_text())["attempts"]
+    assert [attempt["outcome"] for attempt in attempts] == ["interrupted"]  # the run unwound, then the worker left
+
+
 def test_a_table_missing_a_run_counted_done_is_never_written(tmp_path, monkeypatch):
     """The last line of defence against a partial table replacing a complete one."""
     from selectivity.sweep import driver

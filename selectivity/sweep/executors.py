@@ -147,12 +147,16 @@ class LocalExecutor:
         processes = [process for process in list(getattr(pool, "_processes", {}).values()) if process.is_alive()]
         for process in processes:
             process.terminate()  # SIGTERM -> KeyboardInterrupt inside the run (see _worker_init)
+        # A worker whose run unwound reports back and then waits for more work: the pool's shutdown
+        # (without waiting, here) tells it to exit once its result is in. Without it every worker
+        # sat out the whole grace period and was killed.
+        pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for process in processes:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()  # the run resumes from its last checkpoint; its claim goes stale with it
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)
 
     def close(self) -> None:
         if self._pool is not None:
