@@ -94,6 +94,22 @@ def test_a_running_run_shows_its_checkpointed_epochs_and_the_estimate_uses_them(
     held.release()
 
 
+def test_an_interrupted_run_counts_only_the_epochs_it_has_left(tmp_path):
+    folder, runs, held = build_sweep(tmp_path)
+    interrupted = runs[5]  # a checkpoint, no claim: it resumes
+    (interrupted.path / TIMING_FILE).write_text(json.dumps({"attempts": [
+        {"host": "h", "pid": 2, "start": 0.0, "end": 50.0, "epochs_done": 1, "outcome": "interrupted",
+         "resumed": False}]}))
+    rows = sweep_status(runs)
+    assert rows[5].shown_state == "pending-resume" and rows[5].epochs_done == 1
+    line = next(line for line in format_status("demo", rows).splitlines() if line.startswith(interrupted.run_id))
+    assert line.endswith("epoch 1 of 2 checkpointed")
+    # mean 200 s: corrupt and pending are whole runs, the interrupted one has half of its 2 epochs left
+    running_left = 200 - rows[2].seconds
+    assert seconds_left(rows) == pytest.approx(2 * 200 + 100 + running_left, abs=1)
+    held.release()
+
+
 def test_checkpointed_epochs_carry_over_to_a_resumed_attempt_but_not_to_a_redo(tmp_path):
     from selectivity.sweep.run_state import epochs_done
 

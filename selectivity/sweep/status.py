@@ -20,7 +20,7 @@ class RunStatus:
     run: SweepRun
     state: RunState
     seconds: float | None  # done: training time; running: earlier attempts + time since its claim; else None
-    epochs_done: int | None = None  # running: epochs in its newest checkpoint, when its trainer reports them
+    epochs_done: int | None = None  # running or interrupted: epochs in its newest checkpoint, when reported
 
     @property
     def shown_state(self) -> str:
@@ -40,6 +40,8 @@ def sweep_status(runs: list[SweepRun], stale_after: float = DEFAULT_STALE_AFTER)
             if "started" in claim:  # a resumed run has trained before this claim: its earlier attempts count
                 seconds = seconds_before(run.path, claim["started"]) + time.time() - claim["started"]
             done_epochs = epochs_done(run.path)
+        elif state.state == "interrupted":  # resumes from its checkpoint: only the rest is left to train
+            done_epochs = epochs_done(run.path)
         rows.append(RunStatus(run, state, seconds, done_epochs))
     return rows
 
@@ -51,18 +53,21 @@ def seconds_left(rows: list[RunStatus]) -> float | None:
         return None
     mean = sum(durations) / len(durations)
     running = [row for row in rows if row.state.state == "running"]
-    to_start = sum(row.state.state not in ("done", "failed", "running") for row in rows)
-    work = to_start * mean + sum(_left_of_running(row, mean) for row in running)
+    to_start = [row for row in rows if row.state.state not in ("done", "failed", "running")]
+    work = sum(_share_left(row, mean) for row in to_start + running)
     return work / max(len(running), 1)
 
 
-def _left_of_running(row: RunStatus, mean: float) -> float:
-    """A running run's share of a mean run still to do: by its checkpointed epochs when known,
-    else by the time it has spent (a lower bound for an attempt killed before "alive" existed)."""
+def _share_left(row: RunStatus, mean: float) -> float:
+    """A run's share of a mean run still to do: by its checkpointed epochs when known (a running
+    or interrupted run), else by the time a running run has spent (a lower bound for an attempt
+    killed before "alive" existed), else a whole run."""
     total = row.run.config.train.epochs
     if row.epochs_done is not None and total > 0:
         return mean * max(1.0 - row.epochs_done / total, 0.0)
-    return max(mean - (row.seconds or 0.0), 0.0)
+    if row.state.state == "running":
+        return max(mean - (row.seconds or 0.0), 0.0)
+    return mean
 
 
 def _duration(seconds: float | None) -> str:
@@ -76,7 +81,8 @@ def _duration(seconds: float | None) -> str:
 def _detail(row: RunStatus) -> str:
     if row.epochs_done is None:
         return row.state.detail
-    return f"{row.state.detail}, epoch {row.epochs_done} of {row.run.config.train.epochs} checkpointed"
+    progress = f"epoch {row.epochs_done} of {row.run.config.train.epochs} checkpointed"
+    return f"{row.state.detail}, {progress}" if row.state.detail else progress
 
 
 def format_status(name: str, rows: list[RunStatus]) -> str:
