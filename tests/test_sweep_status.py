@@ -125,6 +125,33 @@ def test_checkpointed_epochs_carry_over_to_a_resumed_attempt_but_not_to_a_redo(t
     assert attempts({"resumed": False, "epochs_done": 7}, {"resumed": False, "epochs_done": 2}) == 2
 
 
+@pytest.mark.parametrize("damaged", ['{}', '[]', 'null', '{"attempts": 5}', '{"attempts": [5, {"end": 1.0}]}',
+                                     '{"attempts": [{"start": "x"}]}', '{"attem', b"\xff\xfe"])
+def test_a_damaged_timing_record_never_stops_a_run_or_status_and_is_kept(tmp_path, capsys, damaged):
+    from selectivity.sweep.run_state import epochs_done, training_seconds
+
+    good = {"host": "h", "pid": 1, "start": 10.0, "end": 40.0, "outcome": "done", "resumed": False}
+    path = tmp_path / TIMING_FILE
+    path.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+    original = path.read_bytes()
+    assert training_seconds(tmp_path) is None and epochs_done(tmp_path) is None
+    start_attempt(tmp_path, resumed=True)  # what a sweep worker does first
+    assert finish_attempt(tmp_path, "done") >= 0
+    attempts = json.loads(path.read_text())["attempts"]
+    assert [(a["resumed"], a["outcome"]) for a in attempts] == [(True, "done")]
+    (kept,) = tmp_path.glob("damaged-*/timing.json")  # moved aside, byte for byte, with a one-line notice
+    assert kept.read_bytes() == original and "timing.json is malformed" in capsys.readouterr().out
+    # usable attempts beside damaged ones still count
+    path.write_text(json.dumps({"attempts": [good, 5, {"start": 50.0, "end": "soon"}]}))
+    assert training_seconds(tmp_path) == 30.0
+
+
+def test_closing_an_attempt_whose_record_was_lost_returns_no_duration(tmp_path):
+    start_attempt(tmp_path, resumed=False)
+    (tmp_path / TIMING_FILE).write_text("{}")  # damaged while the run trained
+    assert finish_attempt(tmp_path, "done") is None
+
+
 def test_timing_records_each_attempt(tmp_path):
     start_attempt(tmp_path, resumed=False)
     finish_attempt(tmp_path, "done")

@@ -87,17 +87,46 @@ def move_results_aside(directory: RunDirectory, reason: str) -> None:
 
 
 # --- timing ---------------------------------------------------------------------------------
-def read_timing(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / TIMING_FILE
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_attempt(entry) -> bool:
+    """An attempt record the timing code can use: a numeric start; end, alive numeric if set."""
+    return (isinstance(entry, dict) and _is_number(entry.get("start"))
+            and all(entry.get(key) is None or _is_number(entry[key]) for key in ("end", "alive"))
+            and (entry.get("epochs_done") is None or isinstance(entry["epochs_done"], int)))
+
+
+def _load_timing(run_dir: str | Path) -> tuple[dict, bool]:
+    """(the usable timing record, whether the file held anything unusable)."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {"attempts": []}
+        timing = json.loads((Path(run_dir) / TIMING_FILE).read_text())
+    except FileNotFoundError:
+        return {"attempts": []}, False
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"attempts": []}, True
+    attempts = timing.get("attempts") if isinstance(timing, dict) else None
+    if not isinstance(attempts, list):
+        return {"attempts": []}, True
+    usable = [entry for entry in attempts if _is_attempt(entry)]
+    return {**timing, "attempts": usable}, len(usable) < len(attempts)
+
+
+def read_timing(run_dir: str | Path) -> dict:
+    """The run's attempts; a damaged timing.json reads as its usable attempts (it is bookkeeping:
+    damage there must never stop a run or `selectivity status`)."""
+    return _load_timing(run_dir)[0]
 
 
 def start_attempt(run_dir: str | Path, resumed: bool) -> None:
-    """Record that this process starts (or resumes) the run; call only while holding its claim."""
-    timing = read_timing(run_dir)
+    """Record that this process starts (or resumes) the run; call only while holding its claim.
+
+    A damaged timing.json is moved aside (kept for a person to look at) before it is rewritten.
+    """
+    timing, damaged = _load_timing(run_dir)
+    if damaged:
+        RunDirectory(run_dir).move_aside([Path(run_dir) / TIMING_FILE], "timing.json is malformed")
     timing["attempts"].append({"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
                                "end": None, "outcome": None, "resumed": resumed})
     atomic.write_json(Path(run_dir) / TIMING_FILE, timing)
@@ -138,9 +167,14 @@ def attempt_seconds(attempt: dict) -> float:
     return last - attempt["start"] if last else 0.0
 
 
-def finish_attempt(run_dir: str | Path, outcome: str) -> float:
-    """Close this process's open attempt with its outcome; returns its duration in seconds."""
+def finish_attempt(run_dir: str | Path, outcome: str) -> float | None:
+    """Close this process's open attempt with its outcome; returns its duration in seconds.
+
+    None when there is no open attempt to close (timing.json was damaged while the run trained).
+    """
     timing = read_timing(run_dir)
+    if not timing["attempts"] or timing["attempts"][-1].get("end") is not None:
+        return None
     attempt = timing["attempts"][-1]
     attempt["end"], attempt["outcome"] = time.time(), outcome
     atomic.write_json(Path(run_dir) / TIMING_FILE, timing)
