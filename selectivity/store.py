@@ -26,6 +26,8 @@ from selectivity import atomic
 from selectivity.config import ExperimentConfig, config_hash, non_default_settings, to_dict
 from selectivity.errors import SelectivityError
 
+MALFORMED_FAILURE = "failed.json is malformed (the reason it recorded is lost)"
+
 
 def run_path(store: str | Path, config: ExperimentConfig) -> Path:
     """Where the run of `config` lives in `store`."""
@@ -154,7 +156,21 @@ class RunDirectory:
         atomic.write_json(self.failed_path, {"reason": reason, "epoch": epoch})
 
     def failure(self) -> dict | None:
-        return json.loads(self.failed_path.read_text()) if self.failed_path.exists() else None
+        """The failure record, or None when the run has not failed.
+
+        failed.json is written only when a run fails, so one that cannot be parsed still marks
+        the run failed, with MALFORMED_FAILURE as its reason (`--retry-failed` moves it aside
+        and reruns the run).
+        """
+        if not self.failed_path.exists():
+            return None
+        try:
+            record = json.loads(self.failed_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+        if not isinstance(record, dict):
+            return {"reason": MALFORMED_FAILURE, "epoch": "?"}
+        return record
 
     def is_done(self) -> bool:
         """True only for a finished run whose files are all whole and agree with done.json.

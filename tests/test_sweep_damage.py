@@ -98,3 +98,25 @@ def test_an_unreadable_checkpoint_is_moved_aside_with_its_metrics_and_the_run_st
     assert (damaged / "checkpoint.pt").read_bytes() == damaged_checkpoint
     assert (damaged / "metrics.jsonl").read_text() == records
     assert not run.checkpoint_path.exists() and not run.metrics_path.exists()
+
+
+@pytest.mark.parametrize("damaged", ['{"reas', "[]", "null", b"\xff\xfe"])
+def test_a_malformed_failure_record_still_reads_as_failed_and_can_be_retried(tmp_path, damaged):
+    """It used to crash `status` and the sweep (AttributeError, JSONDecodeError), or ("null") to
+    count the failed run as never tried."""
+    from selectivity.sweep import sweep_status
+
+    spec = write_spec(tmp_path, alphas="[0]", seeds=1)
+    _, folder, runs = sweep(tmp_path, spec)
+    run = runs[0]
+    run.directory.done_path.unlink()  # as a failed run leaves it: results but no done.json
+    run.directory.failed_path.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+    (row,) = sweep_status(runs)
+    assert row.state.state == "failed" and "failed.json is malformed" in row.state.detail
+    result, _, _ = sweep(tmp_path, spec)
+    assert result.exit_code == 1 and "failed.json is malformed" in result.failed[run.run_id]
+    assert len(attempts(run)) == 1  # not trained again
+    retried, _, _ = sweep(tmp_path, spec, retry_failed=True)
+    assert retried.exit_code == 0 and run.directory.is_done() and len(attempts(run)) == 2
+    (kept,) = run.path.glob("damaged-*/failed.json")  # moved aside on the retry, byte for byte
+    assert kept.read_bytes() == (damaged if isinstance(damaged, bytes) else damaged.encode())

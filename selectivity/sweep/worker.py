@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from selectivity import claims
 from selectivity.config import ExperimentConfig
 from selectivity.errors import SelectivityError
-from selectivity.store import RunDirectory
+from selectivity.store import MALFORMED_FAILURE, RunDirectory
 from selectivity.sweep.layout import SweepFolder
 from selectivity.sweep.run_state import corruption, finish_attempt, mark_alive, move_results_aside, start_attempt
 
@@ -69,6 +69,8 @@ def _prepare(task: RunTask, directory: RunDirectory) -> RunOutcome | None:
     if failure is not None and not task.retry_failed:
         reason = f"{failure.get('reason')} (recorded earlier; --retry-failed reruns it)"
         return RunOutcome(task.run_id, "failed", reason)
+    if failure is not None and failure.get("reason") == MALFORMED_FAILURE:
+        directory.move_aside([directory.failed_path], MALFORMED_FAILURE)  # damage is kept, never deleted
     directory.failed_path.unlink(missing_ok=True)
     reason = corruption(directory)
     if reason:
