@@ -182,6 +182,19 @@ def test_status_command_on_a_spec_and_on_a_folder(tmp_path, capsys):
 
 
 
+@pytest.mark.parametrize("damaged", ["{}", "[]", "null", '{"na', '{"name": "s", "runs": [{"alpha_label": "0"}]}',
+                                     '{"name": "s", "runs": [{"alpha_label": "0", "config": {"train": {"epochs": -3}}}]}'])
+def test_status_of_a_folder_whose_sweep_json_is_damaged_is_one_line_naming_it(tmp_path, capsys, damaged):
+    folder = SweepFolder(tmp_path / "sweep")
+    folder.path.mkdir()
+    folder.manifest_path.write_text(damaged)
+    assert main(["status", str(folder.path)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("selectivity status: error:") and len(err.splitlines()) == 1, err
+    assert f"{folder.manifest_path} is damaged" in err and "sweep spec instead" in err
+
+
 def test_collect_writes_the_done_runs_only_and_trains_nothing(tmp_path, capsys):
     (tmp_path / "base.toml").write_text("[train]\nepochs = 2\n")
     spec = tmp_path / "s.toml"

@@ -68,12 +68,23 @@ class SweepFolder:
             manifest = json.loads(self.manifest_path.read_text())
         except FileNotFoundError:
             raise SelectivityError(f"{self.path} has no sweep.json; expected a sweep folder or a sweep spec") from None
-        runs = []
-        for entry in manifest["runs"]:
-            config = config_from_dict(entry["config"])
-            runs.append(SweepRun(config, entry["alpha_label"], run_path(self.runs_dir, config)))
-        plan = AnalysisPlan(tuple(manifest.get("analyses", ())), manifest.get("analysis_settings", {}))
-        return manifest["name"], runs, plan
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise self._damaged(f"it is not JSON: {error}") from None
+        try:
+            runs = []
+            for entry in manifest["runs"]:
+                config = config_from_dict(entry["config"])
+                runs.append(SweepRun(config, entry["alpha_label"], run_path(self.runs_dir, config)))
+            plan = AnalysisPlan(tuple(manifest.get("analyses", ())), manifest.get("analysis_settings", {}))
+            return str(manifest["name"]), runs, plan
+        except SelectivityError as error:  # a setting out of range or unknown
+            raise self._damaged(str(error)) from None
+        except (KeyError, TypeError, AttributeError, ValueError) as error:  # not the shape a sweep writes
+            raise self._damaged(f"{type(error).__name__}: {error}") from None
+
+    def _damaged(self, why: str) -> SelectivityError:
+        return SelectivityError(f"{self.manifest_path} is damaged ({why}); expected the grid a sweep writes: give the "
+                                f"sweep spec instead (SPEC --store {self.path}), and its next run rewrites sweep.json")
 
     def log_event(self, event: str, run_id: str, **details) -> None:
         """Append one JSON line; a single small O_APPEND write is not interleaved with others."""
