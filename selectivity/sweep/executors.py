@@ -16,7 +16,7 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
+from multiprocessing import connection, get_context
 from typing import Iterator
 
 from selectivity.errors import SelectivityError
@@ -150,13 +150,19 @@ class LocalExecutor:
         # A worker whose run unwound reports back and then waits for more work: the pool's shutdown
         # (without waiting, here) tells it to exit once its result is in. Without it every worker
         # sat out the whole grace period and was killed.
+        manager = getattr(pool, "_executor_manager_thread", None)  # shutdown(wait=False) forgets it
         pool.shutdown(wait=False, cancel_futures=True)
+        # Wait on the workers' sentinels rather than join them: the pool's manager thread joins
+        # (reaps) them too, and two threads reaping one child can lose its exit code.
+        pending = {process.sentinel: process for process in processes}
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()  # the run resumes from its last checkpoint; its claim goes stale with it
-        pool.shutdown(wait=True)
+        while pending and time.monotonic() < deadline:
+            for sentinel in connection.wait(list(pending), timeout=max(0.0, deadline - time.monotonic())):
+                pending.pop(sentinel)
+        for process in pending.values():
+            process.kill()  # the run resumes from its last checkpoint; its claim goes stale with it
+        if manager is not None:
+            manager.join()
 
     def close(self) -> None:
         if self._pool is not None:
