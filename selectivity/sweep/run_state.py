@@ -161,10 +161,11 @@ def epochs_done(run_dir: str | Path) -> int | None:
     return None
 
 
-def attempt_seconds(attempt: dict) -> float:
-    """One attempt's wall time: to its end, or to its last checkpoint if it never recorded an end."""
+def attempt_seconds(attempt: dict) -> float | None:
+    """One attempt's wall time: to its end, or to its last checkpoint if it never recorded an end;
+    None when it recorded neither."""
     last = attempt.get("end") or attempt.get("alive")
-    return last - attempt["start"] if last else 0.0
+    return last - attempt["start"] if last else None
 
 
 def finish_attempt(run_dir: str | Path, outcome: str) -> float | None:
@@ -183,7 +184,7 @@ def finish_attempt(run_dir: str | Path, outcome: str) -> float | None:
 
 def seconds_before(run_dir: str | Path, moment: float) -> float:
     """Seconds the run's attempts that started before `moment` trained: what a resumed run brings."""
-    return sum(attempt_seconds(a) for a in read_timing(run_dir)["attempts"] if a["start"] < moment)
+    return sum(attempt_seconds(a) or 0.0 for a in read_timing(run_dir)["attempts"] if a["start"] < moment)
 
 
 def training_seconds(run_dir: str | Path) -> float | None:
@@ -195,7 +196,7 @@ def training_seconds(run_dir: str | Path) -> float | None:
     metrics.jsonl (training + evaluation of each recorded epoch, whichever attempt ran it) is
     then the larger, and still a lower bound. None when neither says anything.
     """
-    timed = [attempt_seconds(a) for a in read_timing(run_dir)["attempts"] if a.get("end") or a.get("alive")]
+    timed = [seconds for seconds in map(attempt_seconds, read_timing(run_dir)["attempts"]) if seconds is not None]
     recorded = [record.get("seconds", 0.0) for record in RunDirectory(run_dir).read_metrics(strict=False)]
     if not timed and not recorded:
         return None
