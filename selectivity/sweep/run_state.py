@@ -65,7 +65,7 @@ def run_state(directory: RunDirectory, stale_after: float = DEFAULT_STALE_AFTER)
     claim = read_claim(directory.path)
     if claim is not None and not claim_is_stale(claim, stale_after):
         return RunState("running", f"{claim.get('host', '?')}:{claim.get('pid', '?')}")
-    failure = directory.failure() if directory.failed_path.exists() else None
+    failure = directory.failure()
     if failure is not None:
         return RunState("failed", f"{failure.get('reason', '?')} (epoch {failure.get('epoch', '?')})")
     reason = corruption(directory)

@@ -65,7 +65,7 @@ def _prepare(task: RunTask, directory: RunDirectory) -> RunOutcome | None:
         return RunOutcome(task.run_id, "failed", str(error))
     if directory.is_done():
         return RunOutcome(task.run_id, "already_done")
-    failure = directory.failure() if directory.failed_path.exists() else None
+    failure = directory.failure()
     if failure is not None and not task.retry_failed:
         reason = f"{failure.get('reason')} (recorded earlier; --retry-failed reruns it)"
         return RunOutcome(task.run_id, "failed", reason)
