@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "compare", help="how each alpha's effect (minus alpha = 0) changed between two sweeps",
         description="E.g. a short and a long schedule: each alpha's effect on test accuracy and mean SI in "
-                    "both sweeps and the change, second minus first, with its Welch 95%% CI over the four "
+                    "both sweeps and the change, second minus first, with its Welch 95% CI over the four "
                     "groups of seeds. Reads results tables; never trains.")
     parser.add_argument("first", type=Path, help="a sweep folder, or its results.parquet / results.csv")
     parser.add_argument("second", type=Path, help="the sweep to compare with the first, likewise")
