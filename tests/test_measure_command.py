@@ -96,6 +96,26 @@ def test_run_folder_uses_its_config_and_checkpoint(tmp_path, monkeypatch, digits
     assert "network mean SI" in printed and "relu4" in printed
 
 
+def test_inputs_missing_classes_are_named_in_a_warning_and_the_summary(tmp_path, small_cnn_weights, digits, capsys):
+    weights, _ = small_cnn_weights
+    argv = ["--model", "small_cnn", "--weights", weights, "--dataset", "digits"]
+    first_5 = sorted(set(digits.test.labels[:5].tolist()))  # SI over these classes only
+    assert 2 <= len(first_5) < 10
+    assert measure(*argv, "--out", tmp_path / "few", "--limit", 5) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"selectivity measure: warning: the 5 test inputs hold {len(first_5)} of the 10 "
+                                    "classes of digits; SI, mu_rest and the preferred class are over those present")
+    assert f"(5 inputs, {len(first_5)} of 10 classes present," in captured.out
+    summary = json.loads((tmp_path / "few" / "summary.json").read_text())
+    assert summary["classes_present"] == len(first_5) and summary["num_classes"] == 10
+    assert set(pd.read_csv(tmp_path / "few" / "units.csv")["preferred_class"]) <= set(first_5)
+
+    assert measure(*argv, "--out", tmp_path / "all") == 0  # every class present: no warning
+    captured = capsys.readouterr()
+    assert captured.err == "" and "(450 inputs, 10 classes," in captured.out
+    assert json.loads((tmp_path / "all" / "summary.json").read_text())["classes_present"] == 10
+
+
 def test_explicit_layer_list(tmp_path, small_cnn_weights):
     weights, _ = small_cnn_weights
     argv = ["--model", "small_cnn", "--weights", weights, "--dataset", "digits", "--layers", "relu3,relu1"]

@@ -10,6 +10,7 @@ prints a one-screen summary. See docs/measure.md.
 """
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -103,6 +104,9 @@ def select_inputs(data: DatasetSplits, split_name: str, limit: int | None) -> La
             f"the {len(split)} {split_name} inputs of {data.name} hold {present} class; SI needs at least 2 classes: "
             "expected a larger --limit or another split"
         )
+    if present < data.num_classes:  # SI then compares only the classes present: say so before any number
+        warnings.warn(f"the {len(split)} {split_name} inputs hold {present} of the {data.num_classes} classes "
+                      f"of {data.name}; SI, mu_rest and the preferred class are over those present")
     return split
 
 
@@ -120,14 +124,15 @@ def check_layers_seen(requested: str | list[str], measurement: Measurement) -> N
 
 
 def summary_record(measurement: Measurement, loaded: model_loading.LoadedModel, data: DatasetSplits,
-                   args: argparse.Namespace, num_inputs: int, mean: tuple, std: tuple) -> dict:
+                   args: argparse.Namespace, split: LabelledImages, mean: tuple, std: tuple) -> dict:
     """Everything summary.json holds: what was measured, how, and the headline numbers."""
     return {
         "model": loaded.label,
         "dataset": data.name,
         "split": args.split,
-        "num_inputs": num_inputs,
+        "num_inputs": len(split),
         "num_classes": data.num_classes,
+        "classes_present": int(split.labels.unique().numel()),
         "layers_requested": args.layers,
         "normalization": {"source": args.normalize or loaded.normalization, "mean": list(mean), "std": list(std)},
         "accuracy": measurement.accuracy,
@@ -148,12 +153,18 @@ def write_outputs(out: Path, measurement: Measurement, summary: dict) -> None:
     atomic.write_json(out / "summary.json", summary)
 
 
+def classes_text(summary: dict) -> str:
+    if summary["classes_present"] == summary["num_classes"]:
+        return f"{summary['num_classes']} classes"
+    return f"{summary['classes_present']} of {summary['num_classes']} classes present"
+
+
 def format_summary(summary: dict, measurement: Measurement, out: Path) -> str:
     """The one-screen report: headline numbers, then mean SI and dead units per layer."""
     width = max(len("layer"), *(len(name) for name in measurement.layers["layer"]))
     lines = [
         f"{summary['model']} on {summary['dataset']} {summary['split']} ({summary['num_inputs']} inputs, "
-        f"{summary['num_classes']} classes, {summary['normalization']['source']} normalisation)",
+        f"{classes_text(summary)}, {summary['normalization']['source']} normalisation)",
         f"accuracy {summary['accuracy']:.4f}  loss {summary['loss']:.4f}  network mean SI {summary['mean_si']:.4f}  "
         f"dead units {summary['dead_units']}/{summary['num_units']}",
         "",
@@ -185,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         shuffles=None if args.shuffles is None else ShuffleSettings(args.shuffles, args.bins, args.shuffle_seed),
     )
     check_layers_seen(layers, measurement)
-    summary = summary_record(measurement, loaded, data, args, len(split), mean, std)
+    summary = summary_record(measurement, loaded, data, args, split, mean, std)
     write_outputs(out, measurement, summary)
     print(format_summary(summary, measurement, out), file=sys.stdout)
     return 0
