@@ -164,6 +164,8 @@ def test_no_state_dict_inside_is_named(tmp_path, capsys):
     ("imagenet", "is for 3-channel images but digits has 1"),
     ("0.1,0.2,0.3", "gives 3 numbers but digits has 1 channels"),
     ("0.5,0", "has a std <= 0"),
+    ("nan,1", "holds a non-finite number"),
+    ("0,inf", "holds a non-finite number"),
     ("cifar", "is neither a preset nor numbers"),
 ])
 def test_bad_normalisation_is_one_line(tmp_path, reference, capsys, text, message):

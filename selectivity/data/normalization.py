@@ -5,6 +5,8 @@ CIFAR is common (akamaster/pytorch_resnet_cifar10), and so are kuangliu/pytorch-
 (0.4914, 0.4822, 0.4465) / (0.2023, 0.1994, 0.2010), passed as numbers. Measuring with
 other constants than training used shifts every activation and the SI with it.
 """
+import math
+
 from selectivity.data.base import DatasetSplits
 from selectivity.errors import SelectivityError
 
@@ -50,6 +52,8 @@ def resolve_normalization(text: str, data: DatasetSplits) -> tuple[tuple[float, 
     if len(numbers) != 2 * channels:
         raise SelectivityError(f"--normalize {text!r} gives {len(numbers)} numbers but {data.name} has {channels} "
                                f"channels; {EXPECTED}")
+    if not all(math.isfinite(number) for number in numbers):  # nan/inf parse as floats but poison every input
+        raise SelectivityError(f"--normalize {text!r} holds a non-finite number; {EXPECTED}")
     mean, std = numbers[:channels], numbers[channels:]
     if min(std) <= 0:
         raise SelectivityError(f"--normalize {text!r} has a std <= 0; expected positive standard deviations")
