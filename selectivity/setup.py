@@ -9,10 +9,10 @@ from torch import nn
 
 from selectivity.capture import UnitCapture
 from selectivity.config import ExperimentConfig
-from selectivity.data import DatasetSplits, load_dataset
+from selectivity.data import DatasetSplits, list_datasets, load_dataset
 from selectivity.data.batches import normalize_images
 from selectivity.errors import SelectivityError
-from selectivity.models import create_model
+from selectivity.models import create_model, list_models
 
 PROBE_IMAGES = 16  # test images in the dry forward pass that checks a model before training
 
@@ -81,6 +81,19 @@ def resolved_precision(precision: str, device: torch.device) -> str:
 def uses_bf16(precision: str, device: torch.device) -> bool:
     """True when `precision` resolves to bf16 autocast on `device` (see resolved_precision)."""
     return resolved_precision(precision, device) == "bf16"
+
+
+def check_registered_names(config: ExperimentConfig) -> None:
+    """A model or dataset name no registry knows, refused before any run folder exists.
+
+    A typo would otherwise fail every run of a sweep, one by one, each leaving a failed run behind.
+    """
+    if config.model.name not in list_models():
+        raise SelectivityError(f"model.name = {config.model.name!r} is not a registered model; expected one of "
+                               f"{', '.join(list_models())}")
+    if config.data.dataset not in list_datasets():
+        raise SelectivityError(f"data.dataset = {config.data.dataset!r} is not a registered dataset; expected one "
+                               f"of {', '.join(list_datasets())}")
 
 
 def load_data(config: ExperimentConfig) -> DatasetSplits:

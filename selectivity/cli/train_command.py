@@ -50,9 +50,11 @@ def _number_or_schedule(text: str | None):
 
 
 def run(args) -> int:
-    from selectivity.train import RunFailed, train_run  # torch-heavy: import only when training
+    from selectivity.setup import check_registered_names  # torch-heavy: import only when training
+    from selectivity.train import RunFailed, train_run
 
     config = load_config(args.config, overrides_from(args))
+    check_registered_names(config)  # before the run folder is made
     run_dir = check_writable(run_path(args.out or paths.runs_root() / "train", config))  # before any training
     print(f"run folder: {run_dir}", flush=True)
     try:

@@ -22,6 +22,7 @@ from selectivity.alpha_schedule import parse_alpha
 from selectivity.config import ExperimentConfig, load_config, read_toml
 from selectivity.config import parse_assignments as parse_set_values  # noqa: F401  (the sweep API's name)
 from selectivity.errors import SelectivityError
+from selectivity.setup import check_registered_names
 from selectivity.sweep.analyses import AnalysisPlan, get_analysis
 
 SPEC_KEYS = ("name", "base", "alphas", "seeds", "analyses", "analysis_settings", "overrides")
@@ -143,6 +144,7 @@ def base_config(spec: SweepSpec) -> ExperimentConfig:
 def grid_configs(spec: SweepSpec) -> list[tuple[ExperimentConfig, str]]:
     """(config, alpha_label) for every alpha x seed, alpha-major (all seeds of an alpha together)."""
     base = base_config(spec)
+    check_registered_names(base)  # before any run folder: a typo would fail every run
     grid = []
     for alpha in spec.alphas:
         regularizer = dataclasses.replace(base.regularizer, alpha=alpha)
