@@ -124,7 +124,9 @@ def test_random_orders_are_permutations_fixed_by_the_seed():
 
 @pytest.mark.parametrize("values, message", [
     ({"clamp": "half"}, "clamp 'half'"), ({"orders": ["si_middle"]}, "order 'si_middle'"),
-    ({"shuffle": 3}, "unknown ablation settings"), ({"draws": 0}, "must be >= 1")])
+    ({"shuffle": 3}, "unknown ablation settings"), ({"draws": 0}, "ablation draws = 0; expected an integer >= 1"),
+    ({"subset": 0}, "ablation subset = 0;"), ({"train_images": -2}, "ablation train_images = -2;"),
+    ({"batch_size": 0}, "ablation batch_size = 0;"), ({"fractions": []}, "ablation fractions are empty")])
 def test_bad_settings_are_refused_in_one_line(values, message):
     with pytest.raises(SelectivityError, match=message):
         AblationSettings.from_dict(values)

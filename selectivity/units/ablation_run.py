@@ -57,9 +57,11 @@ class AblationSettings:
             if order != "random" and (metric not in RANKING_METRICS or side not in ("high", "low")):
                 raise SelectivityError(f"ablation order {order!r}; expected 'random' or <metric>_high/_low with "
                                        f"metric in {RANKING_METRICS}")
-        if min(self.draws, self.subset, self.train_images, self.batch_size) < 1 or not self.fractions:
-            raise SelectivityError("ablation draws, subset, train_images and batch_size must be >= 1 and "
-                                   "fractions non-empty")
+        for name in ("draws", "subset", "train_images", "batch_size"):
+            if getattr(self, name) < 1:
+                raise SelectivityError(f"ablation {name} = {getattr(self, name)}; expected an integer >= 1")
+        if not self.fractions:
+            raise SelectivityError("ablation fractions are empty; expected at least one fraction in [0, 1]")
 
     @classmethod
     def from_dict(cls, values: dict) -> "AblationSettings":
