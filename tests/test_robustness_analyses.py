@@ -148,6 +148,8 @@ def test_the_robustness_command_analyses_one_run(run, tmp_path, capsys):
     ("eps=[1]", "no chosen analysis has this setting; expected one of"),
     ("corruptions.images=10", "'corruptions' is not a chosen analysis"),
     ("attacks.steps='ten'", "attacks.steps = 'ten'; expected a int"),
+    ("attacks.eps_255=[]", "analysis_settings.attacks.eps_255 is empty"),  # was a KeyError on an empty table
+    ("dimensionality.threshold=2", "dimensionality.threshold = 2; expected a share of variance in (0, 1]"),
 ])
 def test_the_robustness_command_refuses_bad_settings_before_any_work(run, tmp_path, capsys, assignment, message):
     from selectivity.cli import main

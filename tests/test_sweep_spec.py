@@ -150,3 +150,41 @@ def test_settings_of_a_known_analysis_left_out_by_set_are_kept_aside(tmp_path):
 def test_bad_analysis_settings_are_one_line_errors(tmp_path, body, message):
     with pytest.raises(SelectivityError, match=message):
         load_sweep_spec(write_spec(tmp_path, body))
+
+
+BAD_SETTING_VALUES = {  # analysis: (its settings table, what the one-line error names)
+    "cca-any-key": ("cca", "images = 3", "cca has key(s) ['images']; expected none"),
+    "unit-nulls-one-shuffle": ("unit_nulls", "shuffles = 1", "shuffles = 1; expected 0 (no null) or at least 2"),
+    "unit-nulls-text": ("unit_nulls", 'bins = "20"', "analysis_settings.unit_nulls = {'bins': '20'} is malformed"),
+    "ablation-no-draws": ("ablation", "draws = 0", "ablation draws = 0; expected an integer >= 1"),
+    "ablation-text-fraction": ("ablation", 'fractions = ["half"]', "ablation fractions ['half']; expected numbers"),
+    "ablation-fraction-above-1": ("ablation", "fractions = [0, 1.5]", "ablation fractions [0, 1.5]; expected numbers"),
+    "dynamics-any-key": ("training_dynamics", "every = 2", "unknown analysis_settings.training_dynamics keys"),
+    "top-units-k-zero": ("top_units", "k = 0", "analysis_settings.top_units.k = 0; expected an integer >= 1"),
+    "top-units-limit-text": ("top_units", 'limit = "all"', "analysis_settings.top_units.limit = 'all'"),
+    "corruptions-no-severity": ("corruptions", "severities = []", "corruptions.severities is empty"),
+    "attacks-no-eps": ("attacks", "eps_255 = []", "analysis_settings.attacks.eps_255 is empty"),
+    "attacks-no-steps": ("attacks", "steps = 0", "analysis_settings.attacks.steps = 0; expected at least 1"),
+    "dimensionality-share-above-1": ("dimensionality", "threshold = 2.0", "threshold = 2.0; expected a share"),
+    "dimensionality-share-0": ("dimensionality", "threshold = 0", "threshold = 0; expected a share"),
+    "images-zero": ("dimensionality", "images = 0", "dimensionality.images = 0; expected at least 1 test image"),
+}
+
+
+@pytest.mark.parametrize("analysis, setting, message", BAD_SETTING_VALUES.values(), ids=BAD_SETTING_VALUES.keys())
+def test_bad_analysis_setting_values_fail_when_the_spec_is_read(tmp_path, analysis, setting, message):
+    """Before any run trains, not after the whole grid has (the analyses run last)."""
+    body = f'alphas = [0]\nanalyses = ["{analysis}"]\n[analysis_settings.{analysis}]\n{setting}\n'
+    with pytest.raises(SelectivityError) as error:
+        load_sweep_spec(write_spec(tmp_path, body))
+    assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+
+
+def test_good_analysis_settings_pass_the_check(tmp_path):
+    body = ('alphas = [0]\nanalyses = ["ablation", "top_units", "dimensionality", "unit_nulls", "cca"]\n'
+            '[analysis_settings.ablation]\ndraws = 2\nfractions = [0, 0.5]\n[analysis_settings.top_units]\nk = 4\n'
+            'limit = 100\n[analysis_settings.dimensionality]\nthreshold = 1.0\n[analysis_settings.unit_nulls]\n'
+            'shuffles = 0\n')
+    spec = load_sweep_spec(write_spec(tmp_path, body))
+    assert spec.analyses.settings["top_units"] == {"k": 4, "limit": 100}
+    assert spec.analyses.settings["dimensionality"] == {"threshold": 1.0}

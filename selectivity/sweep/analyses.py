@@ -58,6 +58,7 @@ class AnalysisPlan(tuple):
 
 Analysis = Callable[[AnalysisContext], "pd.DataFrame | list[dict]"]
 _REGISTRY: dict[str, Analysis] = {}
+_SETTINGS_CHECKS: dict[str, Callable[[dict], object]] = {}
 # Modules that register the analyses shipped with selectivity; imported on first lookup, not
 # here: they import torch and models, which the sweep's bookkeeping does not need.
 BUILTIN_MODULES = (
@@ -72,14 +73,34 @@ def _register_builtins() -> None:
         importlib.import_module(module_name)
 
 
-def register_analysis(name: str) -> Callable[[Analysis], Analysis]:
-    """Decorator: make `function` available to sweep specs as `analyses = ["<name>"]`."""
+def register_analysis(name: str, check_settings: Callable[[dict], object] | None = None
+                      ) -> Callable[[Analysis], Analysis]:
+    """Decorator: make `function` available to sweep specs as `analyses = ["<name>"]`.
+
+    `check_settings(settings)` raises SelectivityError on bad `[analysis_settings.<name>]`; the spec
+    calls it when it is read, so a typo fails before the runs train, not after.
+    """
 
     def register(function: Analysis) -> Analysis:
         _REGISTRY[name] = function
+        _SETTINGS_CHECKS.pop(name, None)
+        if check_settings is not None:
+            _SETTINGS_CHECKS[name] = check_settings
         return function
 
     return register
+
+
+def check_analysis_settings(name: str, settings: dict) -> None:
+    """Run the settings check `name` registered (an analysis given as module:function has none)."""
+    _register_builtins()
+    check = _SETTINGS_CHECKS.get(name)
+    if check is not None:
+        try:
+            check(dict(settings))
+        except (TypeError, ValueError) as error:  # a value of the wrong type met a comparison or a constructor
+            raise SelectivityError(f"analysis_settings.{name} = {settings!r} is malformed ({error}); expected the "
+                                   "keys and types its documentation lists") from None
 
 
 def list_analyses() -> list[str]:

@@ -118,7 +118,13 @@ def _pair_distances(activations, pairs, method: str, both_orders: bool) -> list[
     return distances
 
 
-@register_analysis("cca")
+def _no_settings(settings: dict) -> None:
+    if settings:
+        raise SelectivityError(f"analysis_settings.cca has key(s) {sorted(settings)}; expected none (cca has no "
+                               "settings)")
+
+
+@register_analysis("cca", check_settings=_no_settings)
 def off_axis_control(context: AnalysisContext) -> list[dict]:
     """`<method>_ratio`, `_ratio_ci_low`, `_ratio_ci_high`, `_ratio_pairs`, `_ratio_baseline_pairs`
     layer rows per regularized condition (run_id "off_axis/<alpha_label>", seed -1: pooled

@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -57,7 +58,24 @@ def resolve_settings(analysis: str, settings: dict | None) -> dict:
         if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
             raise SelectivityError(f"analysis_settings.{analysis}.{key} = {value!r}; expected a "
                                    f"{type(default).__name__} like {default!r}")
-    return {**DEFAULTS[analysis], **settings}
+    resolved = {**DEFAULTS[analysis], **settings}
+    _check_values(analysis, resolved)
+    return resolved
+
+
+def _check_values(analysis: str, settings: dict) -> None:
+    """Ranges, before any model is loaded: an empty grid or a share outside (0, 1] has no answer."""
+    where = f"analysis_settings.{analysis}"
+    if settings["images"] < 1:
+        raise SelectivityError(f"{where}.images = {settings['images']}; expected at least 1 test image")
+    for key in ("corruptions", "severities", "attacks", "eps_255"):
+        if key in settings and not settings[key]:
+            raise SelectivityError(f"{where}.{key} is empty; expected at least one value, "
+                                   f"e.g. {DEFAULTS[analysis][key]}")
+    if analysis == "attacks" and settings["steps"] < 1:
+        raise SelectivityError(f"{where}.steps = {settings['steps']}; expected at least 1 PGD step")
+    if analysis == "dimensionality" and not 0 < settings["threshold"] <= 1:
+        raise SelectivityError(f"{where}.threshold = {settings['threshold']}; expected a share of variance in (0, 1]")
 
 
 def _measure_run(analysis: str, target: ModelUnderTest, data, dataset: str, settings: dict) -> list[tuple]:
@@ -155,19 +173,19 @@ def _cached_rows(run_dir: Path, analysis: str, settings: dict, measure) -> tuple
     return rows, seconds
 
 
-@register_analysis("corruptions")
+@register_analysis("corruptions", check_settings=partial(resolve_settings, "corruptions"))
 def corruptions_analysis(context: AnalysisContext) -> list[dict]:
     """Accuracy under common corruptions at 5 severities, per done run."""
     return _sweep_rows("corruptions", context)
 
 
-@register_analysis("attacks")
+@register_analysis("attacks", check_settings=partial(resolve_settings, "attacks"))
 def attacks_analysis(context: AnalysisContext) -> list[dict]:
     """Accuracy under white-box FGSM and PGD over an eps grid, per done run."""
     return _sweep_rows("attacks", context)
 
 
-@register_analysis("dimensionality")
+@register_analysis("dimensionality", check_settings=partial(resolve_settings, "dimensionality"))
 def dimensionality_analysis(context: AnalysisContext) -> list[dict]:
     """Per-layer dimensionality of the test activations and of a perturbation's change, per done run."""
     return _sweep_rows("dimensionality", context)

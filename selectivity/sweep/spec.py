@@ -23,7 +23,7 @@ from selectivity.config import ExperimentConfig, load_config, read_toml
 from selectivity.config import parse_assignments as parse_set_values  # noqa: F401  (the sweep API's name)
 from selectivity.errors import SelectivityError
 from selectivity.setup import check_registered_names
-from selectivity.sweep.analyses import AnalysisPlan, get_analysis
+from selectivity.sweep.analyses import AnalysisPlan, check_analysis_settings, get_analysis
 
 SPEC_KEYS = ("name", "base", "alphas", "seeds", "analyses", "analysis_settings", "overrides")
 SWEPT_SETTINGS = ("regularizer.alpha", "seed")  # set by the grid, not by overrides
@@ -109,7 +109,10 @@ def _analysis_plan(names: list, settings, where: str) -> AnalysisPlan:
     if not isinstance(settings, dict):
         raise SelectivityError(f"{where}: analysis_settings = {settings!r}; expected tables [analysis_settings.<name>]")
     try:
-        return AnalysisPlan(tuple(names), settings)
+        plan = AnalysisPlan(tuple(names), settings)
+        for name in plan:  # values too, so a bad setting fails before the runs train
+            check_analysis_settings(name, plan.settings[name])
+        return plan
     except SelectivityError as error:
         raise SelectivityError(f"{where}: {error}") from None
 

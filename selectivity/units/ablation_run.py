@@ -62,6 +62,8 @@ class AblationSettings:
                 raise SelectivityError(f"ablation {name} = {getattr(self, name)}; expected an integer >= 1")
         if not self.fractions:
             raise SelectivityError("ablation fractions are empty; expected at least one fraction in [0, 1]")
+        if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 <= f <= 1 for f in self.fractions):
+            raise SelectivityError(f"ablation fractions {list(self.fractions)}; expected numbers in [0, 1]")
 
     @classmethod
     def from_dict(cls, values: dict) -> "AblationSettings":

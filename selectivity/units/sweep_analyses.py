@@ -26,17 +26,31 @@ UNIT_NULL_COLUMNS = ("auc", "mutual_information", "lifetime_sparseness", "si_p")
 LAYER_MEANS = ("mean_auc", "mean_mutual_information", "mean_lifetime_sparseness")
 
 
-def _settings(context: AnalysisContext, name: str, allowed: set[str]) -> dict:
-    unknown = sorted(set(context.settings) - allowed)
+def _settings(settings: dict, name: str, allowed: set[str]) -> dict:
+    unknown = sorted(set(settings) - allowed)
     if unknown:
         raise SelectivityError(f"unknown analysis_settings.{name} keys {unknown}; expected some of {sorted(allowed)}")
-    return dict(context.settings)
+    return dict(settings)
 
 
-@register_analysis("unit_nulls")
+def _shuffle_settings(settings: dict) -> ShuffleSettings:
+    return ShuffleSettings(**_settings(settings, "unit_nulls", {"shuffles", "bins", "seed"}))
+
+
+def _top_units_settings(settings: dict) -> tuple[int, int | None]:
+    """(k, limit): k inputs a side, on the first `limit` test inputs (None: all)."""
+    settings = _settings(settings, "top_units", {"k", "limit"})
+    k, limit = settings.get("k", 8), settings.get("limit")
+    for key, value in (("k", k), ("limit", limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise SelectivityError(f"analysis_settings.top_units.{key} = {value!r}; expected an integer >= 1")
+    return k, limit
+
+
+@register_analysis("unit_nulls", check_settings=_shuffle_settings)
 def unit_nulls(context: AnalysisContext) -> list[dict]:
     """Each run's test-set AUC, MI, lifetime sparseness and label-shuffle nulls (settings: shuffles, bins, seed)."""
-    settings = ShuffleSettings(**_settings(context, "unit_nulls", {"shuffles", "bins", "seed"}))
+    settings = _shuffle_settings(context.settings)
     rows = []
     for run in context.runs:
         model, data, device = run_model(run)
@@ -54,7 +68,7 @@ def unit_nulls(context: AnalysisContext) -> list[dict]:
     return rows
 
 
-@register_analysis("ablation")
+@register_analysis("ablation", check_settings=AblationSettings.from_dict)
 def ablation(context: AnalysisContext) -> list[dict]:
     """Ablation curves of every run (settings: the AblationSettings fields); writes <run>/ablation.csv."""
     settings = AblationSettings.from_dict(context.settings)
@@ -68,16 +82,20 @@ def ablation(context: AnalysisContext) -> list[dict]:
     return rows
 
 
-@register_analysis("training_dynamics")
+def _no_settings(settings: dict) -> dict:
+    return _settings(settings, "training_dynamics", set())
+
+
+@register_analysis("training_dynamics", check_settings=_no_settings)
 def training_dynamics(context: AnalysisContext) -> list[dict]:
     """SI and accuracy at every evaluation, and preferred-class consistency across epochs (no settings)."""
-    _settings(context, "training_dynamics", set())
+    _no_settings(context.settings)
     return [row for run in context.runs for row in dynamics_rows(run, RunRows(run, context.table))]
 
 
-@register_analysis("top_units")
+@register_analysis("top_units", check_settings=_top_units_settings)
 def top_units(context: AnalysisContext) -> list[dict]:
     """Top-k grids of each layer's most and least selective unit, one run per alpha (settings: k, limit)."""
-    settings = _settings(context, "top_units", {"k", "limit"})
-    return top_unit_rows(context, k=int(settings.get("k", 8)), limit=settings.get("limit"))
+    k, limit = _top_units_settings(context.settings)
+    return top_unit_rows(context, k=k, limit=limit)
 
