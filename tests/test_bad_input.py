@@ -158,6 +158,27 @@ def test_a_garbage_results_table_is_one_line_exit_2(tmp_path, capsys, content):
     assert not (tmp_path / "report").exists()
 
 
+@pytest.mark.parametrize("metric, scale, shift, shown", [
+    ("test_accuracy", 100.0, 0.0, "test_accuracy = "),  # a table in percent: every difference 100x
+    ("si", 1.0, -0.5, "si = -"),
+    ("mean_si", 1.0, 1.0, "mean_si = 1."),
+])
+def test_a_results_table_with_fractions_out_of_range_is_one_line_exit_2(tmp_path, capsys, metric, scale, shift,
+                                                                        shown):
+    from tests.report_fixture import sweep_table
+
+    table = sweep_table()
+    rows = table["metric"] == metric
+    table.loc[rows, "value"] = table.loc[rows, "value"] * scale + shift
+    path = tmp_path / "results.csv"
+    table.to_csv(path, index=False)
+    for command in (["report", str(path), "--out", str(tmp_path / "report")], ["compare", str(path), str(path)]):
+        assert main(command) == 2
+        line = error_line(capsys, command[0])
+        assert shown in line and "outside [0, 1]: expected fractions, not percentages" in line, line
+    assert not (tmp_path / "report").exists()
+
+
 def test_a_results_csv_with_text_where_numbers_belong_is_one_line(tmp_path, capsys):
     table = tmp_path / "results.csv"
     table.write_text("run_id,model,dataset,alpha,alpha_label,seed,epoch,layer,layer_index,unit,metric,value\n"

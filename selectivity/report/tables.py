@@ -18,6 +18,8 @@ REQUIRED_COLUMNS = ("run_id", "model", "dataset", "alpha", "alpha_label", "seed"
                     "layer", "layer_index", "unit", "metric", "value")
 NETWORK_LAYER = "network"
 HISTORY_PREFIX = "epoch_"  # history metrics (training_dynamics rows) are kept at every epoch
+FRACTION_METRICS = ("test_accuracy", "train_accuracy", "mean_si", "si", "dead_fraction", "dead", "train_batch_si",
+                    "epoch_test_accuracy", "epoch_mean_si")  # in [0, 1] by definition
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -79,9 +81,21 @@ def prepare_table(table: pd.DataFrame) -> pd.DataFrame:
         detail = " ".join(str(error).split())[:120]
         raise SelectivityError(f"results table has a value of the wrong type ({detail}): expected numbers "
                                "in alpha, seed, epoch, layer_index, unit and value") from None
+    _check_fractions(table)
     final_epoch = table.groupby("run_id")["epoch"].transform("max")
     history = table["metric"].str.startswith(HISTORY_PREFIX)
     return table[(table["epoch"] == final_epoch) | history].reset_index(drop=True)
+
+
+def _check_fractions(table: pd.DataFrame) -> None:
+    """Accuracy, SI and dead share are fractions; a table in percent would make every difference 100x."""
+    for metric in FRACTION_METRICS:
+        values = table.loc[table["metric"] == metric, "value"]
+        outside = values[(values < 0) | (values > 1)]
+        if len(outside):
+            row = table.loc[outside.index[0]]
+            raise SelectivityError(f"results table has {metric} = {row['value']:g} (run {row['run_id']}, layer "
+                                   f"{row['layer']}), outside [0, 1]: expected fractions, not percentages")
 
 
 def confidence_interval(values) -> tuple[float, float, int]:
