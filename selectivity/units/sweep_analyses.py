@@ -82,14 +82,14 @@ def ablation(context: AnalysisContext) -> list[dict]:
     return rows
 
 
-def _no_settings(settings: dict) -> dict:
+def _dynamics_settings(settings: dict) -> dict:
     return _settings(settings, "training_dynamics", set())
 
 
-@register_analysis("training_dynamics", check_settings=_no_settings)
+@register_analysis("training_dynamics", check_settings=_dynamics_settings)
 def training_dynamics(context: AnalysisContext) -> list[dict]:
     """SI and accuracy at every evaluation, and preferred-class consistency across epochs (no settings)."""
-    _no_settings(context.settings)
+    _dynamics_settings(context.settings)
     return [row for run in context.runs for row in dynamics_rows(run, RunRows(run, context.table))]
 
 
