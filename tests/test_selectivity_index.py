@@ -70,3 +70,24 @@ def test_bad_labels_and_shapes_are_one_line_errors():
         class_conditional_means(torch.ones(3, 4), torch.tensor([0, 1]), 3)
     with pytest.raises(SelectivityError, match="integer class indices"):
         class_conditional_means(torch.ones(2, 4), torch.tensor([0.0, 1.0]), 3)
+
+
+@pytest.mark.parametrize("num_classes", [0, -2, 2.0, True])
+def test_a_class_count_that_is_not_a_positive_integer_is_refused(num_classes):
+    with pytest.raises(SelectivityError, match=r"num_classes = .*; expected an integer >= 1"):
+        class_conditional_means(torch.ones(2, 4), torch.tensor([0, 0]), num_classes)
+
+
+def test_a_numpy_integer_class_count_is_accepted():
+    means, counts = class_conditional_means(torch.tensor([[1.0], [3.0]]), torch.tensor([0, 1]), np.int64(2))
+    assert means.flatten().tolist() == [1.0, 3.0] and counts.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("means, counts", [
+    (torch.tensor([1.0, 2.0, 3.0]), None),  # [U] alone: which axis are the classes?
+    (torch.ones(2, 3, 4), None),
+    (torch.ones(3, 5), torch.tensor([1.0, 1.0])),  # counts of 2 classes for 3
+])
+def test_means_and_counts_of_the_wrong_shape_are_refused(means, counts):
+    with pytest.raises(SelectivityError, match=r"do not fit; expected means \[K, U\]"):
+        selectivity_index(means, counts)

@@ -1,4 +1,6 @@
 """Class-conditional mean activations: the quantity every selectivity metric starts from."""
+import numbers
+
 import torch
 
 from selectivity.errors import SelectivityError
@@ -10,6 +12,8 @@ def check_labels(labels: torch.Tensor, num_classes: int) -> None:
     This reads the labels on the host (a device sync), so hot training loops validate
     their dataset once up front and skip this per batch.
     """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise SelectivityError(f"num_classes = {num_classes!r}; expected an integer >= 1")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise SelectivityError(f"labels have dtype {labels.dtype}; expected integer class indices")
     if labels.numel() == 0:

@@ -1,6 +1,8 @@
 """The class selectivity index of Leavitt & Morcos (ICLR 2021), docs/definitions.md#class-selectivity-index."""
 import torch
 
+from selectivity.errors import SelectivityError
+
 EPS = 1e-7
 
 
@@ -33,6 +35,11 @@ def max_and_rest_means(
     Classes with count 0 are left out of both; mu_rest is the mean of the other present
     classes' means (0 when only one class is present).
     """
+    if means.dim() != 2 or (counts is not None and tuple(counts.shape) != (means.shape[0],)):
+        # shapes are known on the host: this check costs no device sync
+        raise SelectivityError(f"means {tuple(means.shape)} and counts "
+                               f"{None if counts is None else tuple(counts.shape)} do not fit; expected means "
+                               "[K, U] (classes x units) and counts [K] or None")
     num_classes = means.shape[0]
     present = (
         torch.ones(num_classes, dtype=torch.bool, device=means.device) if counts is None else counts > 0
