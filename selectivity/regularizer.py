@@ -2,6 +2,8 @@
 
 Definition: docs/definitions.md#the-regularizer (Leavitt & Morcos, ICLR 2021).
 """
+import math
+import numbers
 from contextlib import nullcontext
 
 import torch
@@ -11,6 +13,16 @@ from selectivity.capture import UnitCapture
 from selectivity.errors import SelectivityError
 from selectivity.metrics import batch_network_selectivity
 from selectivity.metrics.selectivity_index import EPS
+
+
+def _check_alpha(alpha) -> None:
+    """A finite number, or a 0-dim floating tensor (read once here, so later steps stay sync-free)."""
+    if isinstance(alpha, torch.Tensor):
+        if alpha.dim() != 0 or not alpha.dtype.is_floating_point or not bool(torch.isfinite(alpha)):
+            raise SelectivityError(f"alpha tensor of shape {tuple(alpha.shape)}, dtype {alpha.dtype} is invalid; "
+                                   "expected a finite 0-dim floating tensor")
+    elif isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
+        raise SelectivityError(f"alpha = {alpha!r} is invalid; expected a finite number or a 0-dim tensor")
 
 
 class SelectivityRegularizer:
@@ -52,6 +64,12 @@ class SelectivityRegularizer:
     ):
         if not (isinstance(track_every, int) and not isinstance(track_every, bool) and track_every >= 1):
             raise SelectivityError(f"track_every = {track_every!r} is invalid; expected an integer >= 1")
+        _check_alpha(alpha)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+            raise SelectivityError(f"num_classes = {num_classes!r} is invalid; expected an integer >= 2 (SI compares "
+                                   "classes)")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps < 0:
+            raise SelectivityError(f"eps = {eps!r} is invalid; expected a finite number >= 0")
         self.alpha = alpha
         self.num_classes = num_classes
         self.layers = layers
@@ -93,12 +111,18 @@ class SelectivityRegularizer:
 
     def penalty(self, labels: torch.Tensor) -> torch.Tensor:
         """-alpha * mu_SI for the batch just run (a scalar tensor; exact 0 when inactive)."""
+        if self._capture is None and self.active:  # a forgotten attach() would train without the penalty
+            raise SelectivityError("penalty() of an active regularizer before attach(); expected a forward pass "
+                                   "inside `with regularizer.attach(model):` first")
         if self._capture is None or not self._capture.enabled:  # not tracking, or a step start_step skips
             self.last_mean_si = None
             return torch.zeros((), device=labels.device)
         activations = list(self._capture.activations.values())
         if not activations:
             raise SelectivityError("the regularizer saw no unit activations; call penalty() after a forward pass inside attach()")
+        if labels.dim() != 1 or any(units.shape[0] != labels.shape[0] for units in activations):
+            raise SelectivityError(f"labels {tuple(labels.shape)} do not match the batch of "
+                                   f"{activations[0].shape[0]} inputs the model just ran; expected labels [B]")
         if not self._checked:
             self._check_once(activations)
         mean_si = batch_network_selectivity(activations, labels, self.num_classes, self.eps)

@@ -179,3 +179,42 @@ def test_bad_track_every_is_a_one_line_error(value):
     with pytest.raises(SelectivityError, match="track_every = .* is invalid; expected an integer >= 1") as error:
         SelectivityRegularizer(0.0, num_classes=3, track_every=value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"alpha": float("nan")}, "alpha = nan is invalid; expected a finite number"),
+    ({"alpha": float("-inf")}, "alpha = -inf is invalid"),
+    ({"alpha": "-1"}, "alpha = '-1' is invalid"),
+    ({"alpha": True}, "alpha = True is invalid"),
+    ({"alpha": torch.tensor([-1.0, 1.0])}, r"alpha tensor of shape \(2,\)"),
+    ({"alpha": torch.tensor(-1)}, "dtype torch.int64 is invalid"),
+    ({"alpha": torch.tensor(float("nan"))}, "expected a finite 0-dim floating tensor"),
+    ({"num_classes": 1}, "num_classes = 1 is invalid; expected an integer >= 2"),
+    ({"num_classes": 3.0}, "num_classes = 3.0 is invalid"),
+    ({"eps": -1e-7}, "eps = -1e-07 is invalid; expected a finite number >= 0"),
+    ({"eps": float("nan")}, "eps = nan is invalid"),
+])
+def test_bad_settings_are_one_line_errors(settings, message):
+    with pytest.raises(SelectivityError, match=message) as error:
+        SelectivityRegularizer(**{"alpha": -1.0, "num_classes": 3, **settings})
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("alpha", [-1.0, 2, np.float64(-0.5), torch.tensor(-1.0)])
+def test_numbers_and_0_dim_tensors_are_accepted(alpha):
+    assert SelectivityRegularizer(alpha, num_classes=np.int64(3)).active
+
+
+def test_an_active_penalty_before_attach_is_refused_not_zero():
+    """A forgotten attach() would otherwise train with no regularizer at all, silently."""
+    with pytest.raises(SelectivityError, match=r"penalty\(\) of an active regularizer before attach\(\)"):
+        SelectivityRegularizer(-1.0, num_classes=3).penalty(torch.tensor([0, 1, 2]))
+    assert SelectivityRegularizer(0.0, num_classes=3).penalty(torch.tensor([0, 1])).item() == 0.0  # inactive: plain
+
+
+def test_labels_of_another_batch_size_are_refused():
+    model, regularizer = mlp(), SelectivityRegularizer(-1.0, num_classes=3)
+    with regularizer.attach(model), pytest.raises(SelectivityError, match=r"labels \(5,\) do not match the batch "
+                                                                          "of 8 inputs"):
+        model(torch.randn(8, 6))
+        regularizer.penalty(torch.arange(5) % 3)
