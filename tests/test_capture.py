@@ -113,3 +113,13 @@ def test_a_disabled_capture_records_nothing_and_keeps_its_hooks(monkeypatch):
         torch.testing.assert_close(model(images), output)
         assert list(capture.activations) == ["1", "3", "6"] and len(reductions) == 6
     assert hook_count(model) == before
+
+
+@pytest.mark.parametrize("model, layers, message", [
+    (None, "relu", "model is a NoneType; expected a torch.nn.Module"),
+    ("net", 5, r"layers = 5; expected a preset \(relu, blocks\) or a list of module names"),
+    ("net", [0], r"layers = \[0\]; expected a preset"),
+])
+def test_a_model_or_layer_list_of_the_wrong_kind_is_a_one_line_error(model, layers, message):
+    with pytest.raises(SelectivityError, match=message):
+        UnitCapture(tiny_net() if model == "net" else model, layers)

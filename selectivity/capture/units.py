@@ -119,6 +119,12 @@ class UnitCapture:
     """
 
     def __init__(self, model: nn.Module, layers: str | list[str] | tuple[str, ...] = "relu", detach: bool = True):
+        if not isinstance(model, nn.Module):
+            raise SelectivityError(f"model is a {type(model).__name__}; expected a torch.nn.Module")
+        if not isinstance(layers, str) and (not isinstance(layers, (list, tuple))
+                                            or not all(isinstance(name, str) for name in layers)):
+            raise SelectivityError(f"layers = {layers!r}; expected a preset ({', '.join(PRESETS)}) or a list of "
+                                   "module names")
         self.model = model
         self.detach = detach
         self._functional = FunctionalSites(model)
