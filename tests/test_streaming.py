@@ -74,3 +74,20 @@ def test_bad_input_errors():
     assert accumulator.result().counts.tolist() == [1.0, 1.0, 0.0]
     with pytest.raises(SelectivityError, match="no batches"):
         SelectivityAccumulator(num_classes=3).result()
+
+
+@pytest.mark.parametrize("num_classes", [1, 0, 2.5, True])
+def test_a_class_count_below_two_or_not_an_integer_is_refused(num_classes):
+    with pytest.raises(SelectivityError, match=r"num_classes = .*; expected an integer >= 2"):
+        SelectivityAccumulator(num_classes)
+
+
+@pytest.mark.parametrize("activations, labels, message", [
+    (torch.rand(4, 2), torch.tensor([0, 1, 2, 0]), r"update\(Tensor, Tensor\); expected a dict of layer name"),
+    ({"l": torch.rand(4, 2)}, [0, 1, 2, 0], r"update\(dict, list\); expected a dict"),
+    ({"l": torch.rand(4, 2, 2)}, torch.tensor([0, 1, 2, 0]), r"layer l gave \(4, 2, 2\); expected a \[B, U\] tensor"),
+    ({"l": [[1.0, 2.0]]}, torch.tensor([0]), r"layer l gave list; expected a \[B, U\] tensor"),
+])
+def test_a_batch_of_the_wrong_kind_is_a_one_line_error(activations, labels, message):
+    with pytest.raises(SelectivityError, match=message):
+        SelectivityAccumulator(3).update(activations, labels)

@@ -1,4 +1,6 @@
 """Streaming per-class statistics, so test-time SI never needs all activations in memory."""
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +51,8 @@ class SelectivityAccumulator:
     """
 
     def __init__(self, num_classes: int):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+            raise SelectivityError(f"num_classes = {num_classes!r}; expected an integer >= 2 (SI compares classes)")
         self.num_classes = num_classes
         self.layer_names: tuple[str, ...] | None = None
         self.layer_sizes: tuple[int, ...] = ()
@@ -68,8 +72,15 @@ class SelectivityAccumulator:
 
     def update(self, activations: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
         """Add one batch: `activations` maps layer name -> [B, U_l]; `labels` is [B]."""
+        if not isinstance(activations, Mapping) or not isinstance(labels, torch.Tensor):
+            raise SelectivityError(f"update({type(activations).__name__}, {type(labels).__name__}); expected a dict of "
+                                   "layer name -> [B, U] tensor and a [B] label tensor")
         if not activations:
             raise SelectivityError("no unit activations were captured; expected at least one layer")
+        for name, units in activations.items():
+            if not isinstance(units, torch.Tensor) or units.dim() != 2:
+                shape = tuple(units.shape) if isinstance(units, torch.Tensor) else type(units).__name__
+                raise SelectivityError(f"layer {name} gave {shape}; expected a [B, U] tensor (inputs x units)")
         if self.layer_names is None:
             self._start(activations, labels.device)
         self._check_shapes(activations, labels)
