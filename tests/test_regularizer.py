@@ -218,3 +218,15 @@ def test_labels_of_another_batch_size_are_refused():
                                                                           "of 8 inputs"):
         model(torch.randn(8, 6))
         regularizer.penalty(torch.arange(5) % 3)
+
+
+@pytest.mark.parametrize("activations, labels, message", [
+    ([], torch.tensor([0, 1]), "activations is an empty list; expected a non-empty list"),
+    (torch.rand(4, 2), torch.tensor([0, 1, 2, 0]), "activations is a Tensor; expected a non-empty list"),
+    ([torch.rand(4, 2, 2)], torch.tensor([0, 1, 2, 0]), r"activations \[\(4, 2, 2\)\] and labels \(4,\) do not fit"),
+    ([torch.rand(4, 2), torch.rand(3, 2)], torch.tensor([0, 1, 2, 0]), r"\[\(4, 2\), \(3, 2\)\] and labels \(4,\)"),
+    ([torch.rand(4, 2)], torch.tensor([[0, 1, 2, 0]]), r"labels \(1, 4\) do not fit"),
+])
+def test_batch_selectivity_refuses_shapes_that_do_not_fit(activations, labels, message):
+    with pytest.raises(SelectivityError, match=message):
+        batch_network_selectivity(activations, labels, 3)

@@ -91,3 +91,15 @@ def test_a_class_count_below_two_or_not_an_integer_is_refused(num_classes):
 def test_a_batch_of_the_wrong_kind_is_a_one_line_error(activations, labels, message):
     with pytest.raises(SelectivityError, match=message):
         SelectivityAccumulator(3).update(activations, labels)
+
+
+def test_the_summaries_name_the_input_they_expected():
+    accumulator = SelectivityAccumulator(3)
+    accumulator.update({"l": torch.rand(4, 2)}, torch.tensor([0, 1, 2, 0]))
+    statistics = accumulator.result()
+    with pytest.raises(SelectivityError, match="got a NoneType; expected the UnitStatistics"):
+        unit_table(None)
+    with pytest.raises(SelectivityError, match="got a UnitStatistics; expected the per-unit DataFrame"):
+        layer_summary(statistics)
+    with pytest.raises(SelectivityError, match=r"lacking columns \['dead'\]"):
+        network_mean_si(unit_table(statistics).drop(columns="dead"))

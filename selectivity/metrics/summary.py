@@ -4,6 +4,7 @@ import functools
 import pandas as pd
 import torch
 
+from selectivity.errors import SelectivityError
 from selectivity.metrics.class_means import class_conditional_means
 from selectivity.metrics.selectivity_index import EPS, max_and_rest_means, selectivity_index
 from selectivity.metrics.streaming import UnitStatistics
@@ -15,6 +16,9 @@ def unit_table(stats: UnitStatistics) -> pd.DataFrame:
 
     mu_rest is the mean of the other present classes' means (docs/definitions.md#class-selectivity-index).
     """
+    if not isinstance(stats, UnitStatistics):
+        raise SelectivityError(f"got a {type(stats).__name__}; expected the UnitStatistics of "
+                               "SelectivityAccumulator.result()")
     si = stats.selectivity()  # [U]
     mu_max, mu_rest, _ = max_and_rest_means(stats.means, stats.counts)  # [U], [U]
     layer_column = [name for name, size in zip(stats.layer_names, stats.layer_sizes) for _ in range(size)]
@@ -35,6 +39,7 @@ def unit_table(stats: UnitStatistics) -> pd.DataFrame:
 
 def layer_summary(units: pd.DataFrame) -> pd.DataFrame:
     """Per layer (in the table's order): num_units, mean_si, dead_units, dead_fraction."""
+    _check_units_table(units)
     grouped = units.groupby("layer", sort=False)
     summary = pd.DataFrame(
         {
@@ -69,6 +74,7 @@ def batch_network_selectivity(
         Scalar mean over layers of the mean SI over units; 0 (no term) when the batch
         holds fewer than 2 classes.
     """
+    _check_batch(activations, labels)
     sizes = tuple(a.shape[1] for a in activations)
     units = torch.cat(activations, 1)  # [B, U]
     units = units.to(torch.promote_types(units.dtype, torch.float32))  # class means in fp32 or better, even under autocast
@@ -78,6 +84,28 @@ def batch_network_selectivity(
     per_layer = torch.zeros(len(sizes), device=si.device, dtype=si.dtype).index_add_(0, layer_of_unit, si)
     per_layer = per_layer / units_per_layer.to(si.dtype)  # [L]
     return torch.where((counts > 0).sum() >= 2, per_layer.mean(), torch.zeros_like(per_layer[0]))
+
+
+def _check_batch(activations, labels: torch.Tensor) -> None:
+    """Shapes only: they are known on the host, so this costs no device sync."""
+    if not isinstance(activations, (list, tuple)) or len(activations) == 0:
+        kind = "an empty list" if isinstance(activations, (list, tuple)) else f"a {type(activations).__name__}"
+        raise SelectivityError(f"activations is {kind}; expected a non-empty list of [B, U_l] tensors, one per layer")
+    shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__ for a in activations]
+    if (not isinstance(labels, torch.Tensor) or labels.dim() != 1
+            or not all(isinstance(a, torch.Tensor) and a.dim() == 2 and a.shape[0] == labels.shape[0]
+                       for a in activations)):
+        label_shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise SelectivityError(f"activations {shapes} and labels {label_shape} do not fit; expected [B, U_l] tensors "
+                               "and labels [B]")
+
+
+def _check_units_table(units) -> None:
+    missing = {"layer", "si", "dead"} - set(getattr(units, "columns", ()))
+    if not isinstance(units, pd.DataFrame) or missing:
+        lacking = f" lacking columns {sorted(missing)}" if isinstance(units, pd.DataFrame) else ""
+        raise SelectivityError(f"got a {type(units).__name__}{lacking}; expected the per-unit DataFrame of "
+                               "unit_table(stats)")
 
 
 @functools.lru_cache(maxsize=64)
