@@ -91,13 +91,18 @@ def _check_batch(activations, labels: torch.Tensor) -> None:
     if not isinstance(activations, (list, tuple)) or len(activations) == 0:
         kind = "an empty list" if isinstance(activations, (list, tuple)) else f"a {type(activations).__name__}"
         raise SelectivityError(f"activations is {kind}; expected a non-empty list of [B, U_l] tensors, one per layer")
-    shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__ for a in activations]
-    if (not isinstance(labels, torch.Tensor) or labels.dim() != 1
-            or not all(isinstance(a, torch.Tensor) and a.dim() == 2 and a.shape[0] == labels.shape[0]
-                       for a in activations)):
+    if not _fits(activations, labels):  # the shapes are spelled out only for the error
+        shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__ for a in activations]
         label_shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise SelectivityError(f"activations {shapes} and labels {label_shape} do not fit; expected [B, U_l] tensors "
                                "and labels [B]")
+
+
+def _fits(activations, labels) -> bool:
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
+        return False
+    batch = labels.shape[0]
+    return all(isinstance(a, torch.Tensor) and a.dim() == 2 and a.shape[0] == batch for a in activations)
 
 
 def _check_units_table(units) -> None:
