@@ -12,6 +12,7 @@ from torch import nn
 from selectivity.capture import UnitCapture
 from selectivity.errors import SelectivityError
 from selectivity.metrics import batch_network_selectivity
+from selectivity.metrics.class_means import check_class_count
 from selectivity.metrics.selectivity_index import EPS
 
 
@@ -65,9 +66,7 @@ class SelectivityRegularizer:
         if not (isinstance(track_every, int) and not isinstance(track_every, bool) and track_every >= 1):
             raise SelectivityError(f"track_every = {track_every!r} is invalid; expected an integer >= 1")
         _check_alpha(alpha)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-            raise SelectivityError(f"num_classes = {num_classes!r} is invalid; expected an integer >= 2 (SI compares "
-                                   "classes)")
+        check_class_count(num_classes)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps < 0:
             raise SelectivityError(f"eps = {eps!r} is invalid; expected a finite number >= 0")
         self.alpha = alpha

@@ -74,7 +74,7 @@ def test_bad_labels_and_shapes_are_one_line_errors():
 
 @pytest.mark.parametrize("num_classes", [0, -2, 2.0, True])
 def test_a_class_count_that_is_not_a_positive_integer_is_refused(num_classes):
-    with pytest.raises(SelectivityError, match=r"num_classes = .*; expected an integer >= 1"):
+    with pytest.raises(SelectivityError, match=r"num_classes = .* is invalid; expected an integer >= 1"):
         class_conditional_means(torch.ones(2, 4), torch.tensor([0, 0]), num_classes)
 
 

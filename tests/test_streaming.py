@@ -78,7 +78,7 @@ def test_bad_input_errors():
 
 @pytest.mark.parametrize("num_classes", [1, 0, 2.5, True])
 def test_a_class_count_below_two_or_not_an_integer_is_refused(num_classes):
-    with pytest.raises(SelectivityError, match=r"num_classes = .*; expected an integer >= 2"):
+    with pytest.raises(SelectivityError, match=r"num_classes = .* is invalid; expected an integer >= 2"):
         SelectivityAccumulator(num_classes)
 
 

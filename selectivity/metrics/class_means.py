@@ -6,14 +6,19 @@ import torch
 from selectivity.errors import SelectivityError
 
 
+def check_class_count(num_classes, minimum: int = 2) -> None:
+    """num_classes must be an integer >= minimum (2 wherever SI is computed: it compares classes)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < minimum:
+        raise SelectivityError(f"num_classes = {num_classes!r} is invalid; expected an integer >= {minimum}")
+
+
 def check_labels(labels: torch.Tensor, num_classes: int) -> None:
     """Raise a one-line error unless every label is an integer in [0, num_classes).
 
     This reads the labels on the host (a device sync), so hot training loops validate
     their dataset once up front and skip this per batch.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-        raise SelectivityError(f"num_classes = {num_classes!r}; expected an integer >= 1")
+    check_class_count(num_classes, minimum=1)
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise SelectivityError(f"labels have dtype {labels.dtype}; expected integer class indices")
     if labels.numel() == 0:

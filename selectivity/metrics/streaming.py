@@ -1,11 +1,11 @@
 """Streaming per-class statistics, so test-time SI never needs all activations in memory."""
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
 from selectivity.errors import SelectivityError
+from selectivity.metrics.class_means import check_class_count
 from selectivity.metrics.selectivity_index import preferred_class, selectivity_index
 
 
@@ -51,8 +51,7 @@ class SelectivityAccumulator:
     """
 
     def __init__(self, num_classes: int):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-            raise SelectivityError(f"num_classes = {num_classes!r}; expected an integer >= 2 (SI compares classes)")
+        check_class_count(num_classes)
         self.num_classes = num_classes
         self.layer_names: tuple[str, ...] | None = None
         self.layer_sizes: tuple[int, ...] = ()
