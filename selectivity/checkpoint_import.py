@@ -9,6 +9,7 @@ match of names and shapes. Each step returns notes saying what it did, for the u
 """
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -46,7 +47,14 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> tuple[object, list
         return torch.load(path, map_location="cpu", weights_only=True), []
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL ([\w.]+)", str(error))
-        what = f"an object of class {found.group(1)}" if found else "objects other than tensors"
+        if not found and not _looks_like_torch_save(path):  # damaged, or another format: trusting will not help
+            raise SelectivityError(f"cannot read weights file {path} (neither a torch.save zip archive nor a pickle: "
+                                   "damaged or another format); expected a torch.save file") from None
+        # without a class name the safe loader cannot say why: a pickle protocol above 2 (even of tensors
+        # only), other objects, or a cut file all read "Unsupported operand"
+        what = (f"an object of class {found.group(1)}" if found else
+                "pickle data the safe loader cannot read (objects other than tensors, pickle protocol 4 or 5, or a "
+                "cut file)")
         if not trust:
             raise SelectivityError(f"weights file {path} holds {what}, which weights_only=True refuses; {TRUST_HINT}") from None
     except Exception as error:  # truncated zip, not a torch file at all, ...
@@ -57,6 +65,14 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> tuple[object, list
         raise SelectivityError(f"cannot unpickle weights file {path} ({type(error).__name__}: {error}); "
                                "expected a file whose classes are importable here") from None
     return loaded, [f"loaded with weights_only=False (--trust-checkpoint): the file holds {what}"]
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """A torch.save zip archive, or a legacy pickle (protocol 2+ starts with the PROTO opcode 0x80)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as file:
+        return file.read(1) == b"\x80"
 
 
 def is_tensor_dict(value: object) -> bool:

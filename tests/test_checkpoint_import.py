@@ -170,3 +170,31 @@ def test_no_state_dict_inside_is_named(tmp_path, capsys):
 ])
 def test_bad_normalisation_is_one_line(tmp_path, reference, capsys, text, message):
     assert message in error_of(tmp_path, capsys, reference.state_dict(), "--normalize", text)
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"PK\x03\x04 cut zip", b""], ids=["text", "cut-zip", "empty"])
+def test_a_damaged_file_is_named_damaged_not_untrusted(tmp_path, capsys, content):
+    """Trusting a damaged file cannot help, so the --trust-checkpoint hint would mislead."""
+    path = tmp_path / "bad.th"
+    path.write_bytes(content)
+    code, _ = measure(tmp_path, path)
+    line = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in line
+    assert f"cannot read weights file {path}" in line and "expected a torch.save file" in line, line
+    assert "--trust-checkpoint" not in line
+
+
+def test_a_legacy_pickle_file_still_loads(tmp_path, reference):
+    path = tmp_path / "legacy.th"
+    torch.save(reference.state_dict(), path, _use_new_zipfile_serialization=False)
+    assert measure(tmp_path, path)[0] == 0
+
+
+def test_a_protocol_4_file_of_tensors_is_not_called_a_file_of_other_objects(tmp_path, reference, capsys):
+    """The safe loader refuses pickle protocol 4 even for tensors alone; trusting the file loads it."""
+    path = tmp_path / "protocol4.th"
+    torch.save(reference.state_dict(), path, pickle_protocol=4)
+    code, _ = measure(tmp_path, path)
+    line = capsys.readouterr().err.strip()
+    assert code == 2 and "pickle protocol 4 or 5" in line and "--trust-checkpoint" in line, line
+    assert measure(tmp_path, path, "--trust-checkpoint")[0] == 0
