@@ -101,7 +101,7 @@ class SelectivityAccumulator:
             self.check()
 
     def _check_shapes(self, activations: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
-        sizes = tuple(a.shape[1] if a.dim() == 2 else -1 for a in activations.values())
+        sizes = tuple(a.shape[1] for a in activations.values())  # update() has checked each is [B, U]
         if tuple(activations) != self.layer_names or sizes != self.layer_sizes:
             got = dict(zip(activations, (tuple(a.shape) for a in activations.values())))
             raise SelectivityError(

@@ -89,13 +89,12 @@ def prepare_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def _check_fractions(table: pd.DataFrame) -> None:
     """Accuracy, SI and dead share are fractions; a table in percent would make every difference 100x."""
-    for metric in FRACTION_METRICS:
-        values = table.loc[table["metric"] == metric, "value"]
-        outside = values[(values < 0) | (values > 1)]
-        if len(outside):
-            row = table.loc[outside.index[0]]
-            raise SelectivityError(f"results table has {metric} = {row['value']:g} (run {row['run_id']}, layer "
-                                   f"{row['layer']}), outside [0, 1]: expected fractions, not percentages")
+    values = table["value"]
+    outside = table[table["metric"].isin(FRACTION_METRICS) & ((values < 0) | (values > 1))]
+    if len(outside):
+        row = outside.iloc[0]
+        raise SelectivityError(f"results table has {row['metric']} = {row['value']:g} (run {row['run_id']}, layer "
+                               f"{row['layer']}), outside [0, 1]: expected fractions, not percentages")
 
 
 def confidence_interval(values) -> tuple[float, float, int]:
