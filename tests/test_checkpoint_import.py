@@ -184,10 +184,14 @@ def test_a_damaged_file_is_named_damaged_not_untrusted(tmp_path, capsys, content
     assert "--trust-checkpoint" not in line
 
 
-def test_a_legacy_pickle_file_still_loads(tmp_path, reference):
+def test_a_legacy_pickle_file_the_safe_loader_refuses_is_not_called_damaged(tmp_path, reference, capsys):
+    """A pre-zip torch.save file is a bare pickle: refused (protocol 4) for its protocol, not as damage."""
     path = tmp_path / "legacy.th"
-    torch.save(reference.state_dict(), path, _use_new_zipfile_serialization=False)
-    assert measure(tmp_path, path)[0] == 0
+    torch.save(reference.state_dict(), path, pickle_protocol=4, _use_new_zipfile_serialization=False)
+    code, _ = measure(tmp_path, path)
+    line = capsys.readouterr().err.strip()
+    assert code == 2 and "pickle protocol 4 or 5" in line and "damaged" not in line, line
+    assert measure(tmp_path, path, "--trust-checkpoint")[0] == 0
 
 
 def test_a_protocol_4_file_of_tensors_is_not_called_a_file_of_other_objects(tmp_path, reference, capsys):
