@@ -25,4 +25,5 @@ cp "$work/results.csv" "$out/"
 cp "$work"/report/*.csv "$work"/report/*.png "$out/"
 # the PNGs are published, not the SVG copies: drop report.md's links to them
 sed -E 's/ \(\[SVG\]\([^)]*\)\)//' "$work/report/report.md" > "$out/report.md"
-echo "published $(tail -n +2 "$out/results.csv" | cut -d, -f1 | sort -u | wc -l) runs in $out"
+# run ids are the first column; the off-axis control's pooled rows ("off_axis/<alpha>") are not runs
+echo "published $(tail -n +2 "$out/results.csv" | cut -d, -f1 | grep -v '^off_axis/' | sort -u | wc -l) runs in $out"
