@@ -16,6 +16,7 @@ import pytest
 from scipy import stats
 
 from selectivity.report.build import summary_tables
+from selectivity.report.off_axis_tables import off_axis_by_layer, off_axis_summary
 from selectivity.report.tables import load_results, prepare_table
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
@@ -266,3 +267,41 @@ def test_committed_cost_change_is_an_independent_difference_of_differences(path)
                                [change, low, high, df], rtol=1e-9, atol=1e-12, equal_nan=True), (metric, alpha)
             assert row.direction == ("higher" if low > 0 else "lower" if high < 0 else "undetermined")
     assert set(zip(table["metric"], table["alpha"])) == expected_keys, "one row per common alpha and metric"
+
+
+CCA_METHODS = ("svcca", "pwcca", "pwcca_svcca", "cka")  # docs/cca.md: the four distances of the off-axis control
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_committed_cca_table_holds_the_raw_ratios_and_the_verdict_rule(folder):
+    """cca_by_layer.csv is committed iff results.csv has off-axis ratio rows; each of its cells is the
+    raw row's value (one pooled row per condition, layer and method), and each verdict follows the rule
+    of docs/cca.md: every method's CI above 1 -> "not merely rotated", none -> "no change beyond
+    seed-to-seed", some -> "methods disagree"; "undetermined" without a CI."""
+    raw = pd.read_csv(folder / "results.csv", dtype={"alpha_label": str})
+    ratios = raw[(raw["layer"] != "network") & raw["metric"].str.match(r"^(svcca|pwcca|pwcca_svcca|cka)_ratio")]
+    committed = folder / "cca_by_layer.csv"
+    assert committed.exists() == (len(ratios) > 0), f"cca_by_layer.csv committed: {committed.exists()}, rows: {len(ratios)}"
+    if ratios.empty:
+        return
+    rebuilt = off_axis_by_layer(off_axis_summary(prepare_table(load_results(folder / "results.csv"))))
+    pd.testing.assert_frame_equal(pd.read_csv(committed), _as_committed(rebuilt), check_exact=False, rtol=1e-12,
+                                  obj=str(committed))  # what `selectivity report` writes
+    table = pd.read_csv(committed, dtype={"alpha_label": str}).set_index(["alpha_label", "layer"])
+    assert not table.index.duplicated().any()
+    assert set(table.index) == set(zip(ratios["alpha_label"], ratios["layer"]))
+    for (label, layer), row in table.iterrows():
+        own = ratios[(ratios["alpha_label"] == label) & (ratios["layer"] == layer)].set_index("metric")["value"]
+        assert not own.index.duplicated().any(), (label, layer)
+        for method in CCA_METHODS:
+            for suffix, column in (("", "ratio"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high")):
+                assert np.isclose(row[f"{method}_{column}"], own[f"{method}_ratio{suffix}"], rtol=1e-12,
+                                  equal_nan=True), (label, layer, method, column)
+        if own[[f"{method}_ratio_ci_low" for method in CCA_METHODS]].isna().any():  # fewer than 2 pairs a side
+            assert row["verdict"].startswith("undetermined"), (label, layer)
+            continue
+        above = [method for method in CCA_METHODS if own[f"{method}_ratio_ci_low"] > 1]
+        expected = ("not merely rotated" if len(above) == len(CCA_METHODS) else
+                    "no change beyond seed-to-seed" if not above else
+                    f"methods disagree (CI above 1 for {', '.join(above)} only)")
+        assert row["verdict"] == expected, (label, layer)
