@@ -8,9 +8,9 @@
 #
 # The snapshot is created from the current commit the first time (git worktree). Move it to a
 # newer commit only after checking that the newer code trains bitwise the same runs under the
-# same hashes (session 5 did so for 9f7b5f2 -> main: a 2-epoch ResNet20 run at alpha = -1 on a
+# same hashes (checked for 9f7b5f2 -> main: a 2-epoch ResNet20 run at alpha = -1 on a
 # 1,520-image CIFAR-10 subset gave identical metrics.jsonl and units.parquet under one hash).
-# Order: stages that complete an issue within a session first (after Tiny ImageNet: the schedules and
+# Order: stages that complete an issue in one stretch of CPU time first (after Tiny ImageNet: the schedules and
 # robustness analyses of issue 15, which also finish seeds 0-2 of the constant alphas); then issue 17's
 # seeds 3-4, its schedule-length question (18 epochs) and the VGG16 re-run. On the AVX2-only (fp32) EPYC, with two
 # 1-thread workers, a 6-epoch ResNet20 run takes about 25 min (two at a time).
@@ -42,11 +42,11 @@ wait_for_tail() {
 }
 six() { sweep $S/resnet20-cifar10-cpu.toml --set data.root=$DATA --set 'analyses=[]' \
         --store ~/runs/resnet20-cifar10-cpu "$@"; }
-# stage 1 in three steps so that a session that ends early has decided the most claims: alpha = -1
+# stage 1 in three steps so that a queue stopped early has decided the most claims: alpha = -1
 # and 1 first (2 seeds each), then the third alpha = -1 seed and alpha = -10, then the rest
 log "stage 1a: ResNet20 6 epochs, alpha -1,1 x seeds 0-1";  six --set 'alphas=[-1,1]' --set 'seeds=[0,1]'
 log "stage 1b: alpha -1,-10 x seeds 1-2";                  six --set 'alphas=[-1,-10]' --set 'seeds=[1,2]'
-log "stage 1t: ResNet18 / Tiny ImageNet CPU scale (issue 16; one session's worth, so it goes early)"
+log "stage 1t: ResNet18 / Tiny ImageNet CPU scale (issue 16; about 2 hours, so it goes early)"
 [ -d ~/data/tiny/tiny-imagenet-200 ] || log "no ~/data/tiny/tiny-imagenet-200: python3 ../shared/data/make_tiny_imagenet.py ~/data/tiny --git-dir GIT_DIR"
 [ -d ~/data/tiny/tiny-imagenet-200 ] && OMP_NUM_THREADS=2 sweep $S/resnet18-tinyimagenet-cpu.toml --workers 1 \
     --set data.root=$HOME/data/tiny --set 'analyses=[]' --store ~/runs/resnet18-tinyimagenet-cpu
