@@ -11,6 +11,7 @@ from selectivity.store import run_path
 from selectivity.sweep.analysis_cache import cached_arrays
 from selectivity.sweep.layout import SweepRun
 from selectivity.sweep.off_axis import layer_activations
+from tests.reference import reference_stratified_indices
 
 NUM_IMAGES = 40
 
@@ -55,8 +56,9 @@ def save_model_run(store, data, seed: int) -> tuple[SweepRun, torch.nn.Module]:
 @torch.no_grad()
 def direct_activations(model, config, data) -> dict[str, np.ndarray]:
     """The activations computed here, without the analysis code: one batch through UnitCapture."""
+    chosen = reference_stratified_indices(data.test.images.numpy(), data.test.labels.numpy(), NUM_IMAGES, 0)
     with UnitCapture(model, config.evaluation.layers) as capture:
-        model(normalize_images(data.test.images[:NUM_IMAGES], data.mean, data.std))
+        model(normalize_images(data.test.images[chosen], data.mean, data.std))
         return {name: units.double().numpy() for name, units in capture.activations.items()}
 
 

@@ -22,6 +22,7 @@ from selectivity.sweep.off_axis import layer_activations, off_axis_control, rati
 from selectivity.sweep.results import run_rows
 from selectivity.train import train_run
 from selectivity.setup import load_data
+from tests.reference import reference_stratified_indices
 
 LAYERS = ["relu1", "relu2", "relu3", "relu4"]
 METHODS = ["svcca", "pwcca", "pwcca_svcca", "cka"]
@@ -67,18 +68,19 @@ def plain_eval_activations(model, images, mean, std) -> dict[str, np.ndarray]:
     return {name: units.numpy() for name, units in captured.items()}
 
 
-def test_activations_are_the_test_split_in_eval_mode(runs):
+def test_activations_are_a_stratified_test_sample_in_eval_mode(runs):
     run = runs[3]
     data = load_data(run.config)
     model = load_run_model(run.path, run.config, data).model
-    expected = plain_eval_activations(model, data.test.images[:TEST_IMAGES], data.mean, data.std)
+    chosen = reference_stratified_indices(data.test.images.numpy(), data.test.labels.numpy(), TEST_IMAGES, 0)
+    expected = plain_eval_activations(model, data.test.images[chosen], data.mean, data.std)
     model.train()  # the evaluation path must switch to eval mode itself
     got = layer_activations(run, data, TEST_IMAGES)
     assert list(got) == LAYERS
     for name in LAYERS:
         assert got[name].dtype == np.float32  # float32 keeps float32's rank tolerance in CCA
         np.testing.assert_allclose(got[name], expected[name], atol=1e-5)
-    assert (run.path / f"off_axis_activations_test_first{TEST_IMAGES}_eval.npz").exists()
+    assert (run.path / f"off_axis_activations_test_stratified{TEST_IMAGES}_seed0_eval.npz").exists()
 
 
 def test_unit_activations_take_the_first_images_in_eval_mode_and_restore_the_mode():
@@ -124,7 +126,15 @@ def test_rows_pool_seeds_and_match_distances_computed_here(runs, tmp_path):
     assert set(ratios["run_id"]) == {"off_axis/-10"} and set(ratios["seed"]) == {-1}
     assert len(ratios) == len(LAYERS) * len(METHODS) * 5 and np.isfinite(ratios["value"]).all()
     assert ratios.groupby("layer")["layer_index"].first().to_dict() == {"relu1": 0, "relu2": 1, "relu3": 2, "relu4": 3}
-    assert rows.loc[rows["layer"] == "network", "value"].tolist() == [TEST_IMAGES]
+    network = rows[rows["layer"] == "network"]
+    assert network.loc[network["metric"] == "pwcca_subsample", "value"].tolist() == [TEST_IMAGES]
+    # every run records the sample: seed 0 and each class's count (the whole digits test split here)
+    labels = load_data(runs[0].config).test.labels.numpy()
+    for run in runs:
+        recorded = network[network["run_id"] == run.run_id].set_index("metric")["value"]
+        assert recorded["off_axis_subset_seed"] == 0
+        assert {k: recorded[f"off_axis_subset_count:{k}"] for k in range(10)} == {
+            k: int((labels == k).sum()) for k in range(10)}
     value = ratios.set_index(["layer", "metric"])["value"]
     data = load_data(runs[0].config)
     nets = [plain_eval_activations(load_run_model(run.path, run.config, data).model,

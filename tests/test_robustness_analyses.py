@@ -18,6 +18,7 @@ from selectivity.sweep.layout import SweepFolder, SweepRun
 from selectivity.sweep.results import run_rows, typed_table
 from selectivity.sweep.robustness_analyses import analyse_run, resolve_settings
 from selectivity.train import train_run
+from tests.reference import reference_stratified_indices
 
 IMAGES = 40
 pytestmark = pytest.mark.slow  # trains a (1-epoch digits) run first
@@ -37,20 +38,36 @@ def analysis_rows(run, name, settings, folder) -> pd.DataFrame:
     return typed_table(rows)  # the results table's columns and dtypes, or it raises
 
 
+def sample_positions(count=IMAGES, seed=0) -> torch.Tensor:
+    """The class-stratified sample the analyses must use, computed here by loops (tests/reference.py)."""
+    data = load_dataset("digits")
+    return torch.from_numpy(reference_stratified_indices(data.test.images.numpy(), data.test.labels.numpy(),
+                                                         count, seed))
+
+
 def clean_accuracy(run) -> float:
-    """Accuracy of the run's model on the first IMAGES test images, computed here directly."""
+    """Accuracy of the run's model on the stratified IMAGES test images, computed here directly."""
     data = load_dataset("digits")
     model = load_run_model(run.path, run.config, data).model.eval()
+    chosen = sample_positions()
     with torch.no_grad():
-        logits = model(normalize_images(data.test.images[:IMAGES], data.mean, data.std))
-    return (logits.argmax(1) == data.test.labels[:IMAGES]).double().mean().item()
+        logits = model(normalize_images(data.test.images[chosen], data.mean, data.std))
+    return (logits.argmax(1) == data.test.labels[chosen]).double().mean().item()
+
+
+def subset_metrics(analysis: str, count=IMAGES, seed=0) -> set:
+    """The sample's recorded rows: its seed and one count per class present in the test split."""
+    return {f"{analysis}_subset_seed"} | {f"{analysis}_subset_count:{k}" for k in range(10)}
 
 
 def test_attack_rows(run, tmp_path):
     rows = analysis_rows(run, "attacks", {"images": IMAGES, "eps_255": [0, 16], "steps": 3}, tmp_path)
     values = rows.set_index("metric")["value"]
     assert set(values.index) == {"attack_accuracy:fgsm:0", "attack_accuracy:fgsm:16", "attack_accuracy:pgd:0",
-                                 "attack_accuracy:pgd:16"}
+                                 "attack_accuracy:pgd:16"} | subset_metrics("attacks")
+    labels = load_dataset("digits").test.labels[sample_positions()]
+    assert values["attacks_subset_seed"] == 0
+    assert all(values[f"attacks_subset_count:{k}"] == int((labels == k).sum()) for k in range(10))
     assert set(rows["layer"]) == {"network"} and set(rows["run_id"]) == {run.run_id} and set(rows["seed"]) == {3}
     assert values["attack_accuracy:fgsm:0"] == pytest.approx(clean_accuracy(run))
     assert values["attack_accuracy:pgd:16"] <= values["attack_accuracy:fgsm:16"] < values["attack_accuracy:fgsm:0"]
@@ -58,10 +75,10 @@ def test_attack_rows(run, tmp_path):
 
 def test_corruption_rows_from_files(run, tmp_path):
     data = load_dataset("digits")
-    clean = data.test.images[:IMAGES].numpy().transpose(0, 2, 3, 1)  # [N, 8, 8, 1]
+    clean = data.test.images.numpy().transpose(0, 2, 3, 1)  # [N, 8, 8, 1], the whole test split's order
     blank = np.zeros_like(clean)
     np.save(tmp_path / "contrast.npy", np.concatenate([clean, clean, blank, blank, blank]))
-    np.save(tmp_path / "labels.npy", np.tile(data.test.labels[:IMAGES].numpy(), 5))
+    np.save(tmp_path / "labels.npy", np.tile(data.test.labels.numpy(), 5))
     rows = analysis_rows(run, "corruptions", {"images": IMAGES, "corruptions": ["contrast"],
                                               "folder": str(tmp_path)}, tmp_path)
     values = rows.set_index("metric")["value"]
@@ -121,9 +138,9 @@ def test_the_robustness_command_analyses_one_run(run, tmp_path, capsys):
     from selectivity.cli import main
 
     data = load_dataset("digits")  # no published corruption parameters for digits: files, as CIFAR-10-C ships
-    clean = data.test.images[:IMAGES].numpy().transpose(0, 2, 3, 1)
+    clean = data.test.images.numpy().transpose(0, 2, 3, 1)  # in the test split's order, as CIFAR-10-C
     np.save(tmp_path / "contrast.npy", np.concatenate([clean] * 4 + [np.zeros_like(clean)]))
-    np.save(tmp_path / "labels.npy", np.tile(data.test.labels[:IMAGES].numpy(), 5))
+    np.save(tmp_path / "labels.npy", np.tile(data.test.labels.numpy(), 5))
     out = tmp_path / "robust.csv"
     code = main(["robustness", str(run.path), "--analysis", "attacks", "--analysis", "corruptions",
                  "--set", f"images={IMAGES}", "attacks.eps_255=[0,16]", "steps=2", "corruptions=['contrast']",
@@ -137,9 +154,10 @@ def test_the_robustness_command_analyses_one_run(run, tmp_path, capsys):
     assert values["clean_subset_accuracy"] == pytest.approx(accuracy)
     assert set(rows.loc[rows["analysis"] == "corruptions", "metric"]) == {
         "corruption_accuracy:contrast:1", "corruption_accuracy:contrast:5", "mean_corruption_accuracy",
-        "clean_subset_accuracy"}
+        "clean_subset_accuracy"} | subset_metrics("corruptions")
     assert set(rows.loc[rows["analysis"] == "attacks", "metric"]) == {
-        "attack_accuracy:fgsm:0", "attack_accuracy:fgsm:16", "attack_accuracy:pgd:0", "attack_accuracy:pgd:16"}
+        "attack_accuracy:fgsm:0", "attack_accuracy:fgsm:16", "attack_accuracy:pgd:0",
+        "attack_accuracy:pgd:16"} | subset_metrics("attacks")
     assert values["corruption_accuracy:contrast:1"] == pytest.approx(accuracy)  # severity 1 is the clean images
     assert "mean_corruption_accuracy" in capsys.readouterr().out
 

@@ -17,10 +17,13 @@ from pathlib import Path
 from selectivity import atomic, model_loading
 from selectivity.data import DatasetSplits, LabelledImages, list_datasets, load_dataset
 from selectivity.data.normalization import PRESETS, resolve_normalization
+from selectivity.data.subsets import stratified_subset
 from selectivity.errors import SelectivityError
 from selectivity.measure import Measurement, measure_model
 from selectivity.metrics.shuffles import ShuffleSettings
 from selectivity.setup import resolve_device
+
+LIMIT_SEED = 0  # --limit's sample; recorded in summary.json
 
 
 def add_parser(subparsers) -> None:
@@ -40,7 +43,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
     parser.add_argument("--download", action="store_true", help="fetch the dataset if it is missing")
     parser.add_argument("--split", choices=("test", "train"), default="test")
-    parser.add_argument("--limit", type=int, metavar="N", help="measure only the first N inputs")
+    parser.add_argument("--limit", type=int, metavar="N", help="measure a seeded class-stratified sample of N inputs (seed 0)")
     parser.add_argument("--layers", default="relu", help="relu | blocks | comma-separated module names (name#k for one call)")
     parser.add_argument("--normalize", metavar="PRESET|MEAN,STD",
                         help=f"input statistics: dataset, {', '.join(PRESETS)} or numbers m1,m2,m3,s1,s2,s3 "
@@ -94,10 +97,10 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[model_loading.LoadedM
 
 
 def select_inputs(data: DatasetSplits, split_name: str, limit: int | None) -> LabelledImages:
-    """The split to measure (its first `limit` inputs), refused when it holds fewer than 2 classes."""
+    """The split to measure (`limit` inputs, class-stratified), refused when it holds fewer than 2 classes."""
     split = getattr(data, split_name)
-    if limit is not None and limit < len(split):
-        split = LabelledImages(split.images[:limit].contiguous(), split.labels[:limit].contiguous())
+    if limit is not None and limit < len(split):  # files are class-ordered: never the first `limit`
+        split = stratified_subset(split, limit, seed=LIMIT_SEED).split
     present = int(split.labels.unique().numel())
     if present < 2:
         raise SelectivityError(
@@ -133,6 +136,9 @@ def summary_record(measurement: Measurement, loaded: model_loading.LoadedModel, 
         "num_inputs": len(split),
         "num_classes": data.num_classes,
         "classes_present": int(split.labels.unique().numel()),
+        "subset": f"class-stratified, seed {LIMIT_SEED}" if len(split) < len(getattr(data, args.split))
+        else "whole split",
+        "inputs_per_class": {str(int(k)): int(n) for k, n in zip(*split.labels.unique(return_counts=True))},
         "layers_requested": args.layers,
         "normalization": {"source": args.normalize or loaded.normalization, "mean": list(mean), "std": list(std)},
         "accuracy": measurement.accuracy,

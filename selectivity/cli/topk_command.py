@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--unit", required=True, type=int, metavar="N", help="unit (channel) index in the layer")
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--split", choices=("test", "train"), default="test")
-    parser.add_argument("--limit", type=int, metavar="N", help="search only the first N inputs")
+    parser.add_argument("--limit", type=int, metavar="N", help="search a seeded class-stratified sample of N inputs (seed 0)")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--out", metavar="FILE", help="PNG path")
     parser.set_defaults(run=run)

@@ -14,9 +14,11 @@ two unregularized seeds do. Each ratio comes with a 95% CI (`ratio_of_means_inte
 PWCCA is asymmetric: the regularized side is its first argument, and a baseline pair's
 distance is the mean of both orders.
 
-Activations are the first SAMPLE_IMAGES test images' unit activations from the evaluation
-pass every measurement uses (`measure.unit_activations`: test split, eval mode), in the
-model's dtype; each layer keeps at most a tenth as many units (seeded) as images.
+Activations are the unit activations of SAMPLE_IMAGES test images, a class-stratified sample
+drawn with SUBSET_SEED (the test files are ordered by class, so never the first N), from the
+evaluation pass every measurement uses (`measure.unit_activations`: eval mode), in the
+model's dtype; each layer keeps at most a tenth as many units (seeded) as images. The sample
+is recorded as network rows off_axis_subset_seed and off_axis_subset_count:<class>.
 """
 import itertools
 import warnings
@@ -28,6 +30,7 @@ from scipy import stats
 from selectivity.analysis.cca import SAMPLES_PER_UNIT_FOR_WARNING, pwcca_similarity, subsample_units, svcca_similarity
 from selectivity.analysis.cka import linear_cka
 from selectivity.data.base import DatasetSplits
+from selectivity.data.subsets import stratified_subset
 from selectivity.errors import SelectivityError
 from selectivity.measure import unit_activations
 from selectivity.model_loading import load_run_model
@@ -37,6 +40,7 @@ from selectivity.sweep.layout import SweepRun
 from selectivity.setup import load_data
 
 SAMPLE_IMAGES = 2000
+SUBSET_SEED = 0
 SIMILARITIES = {"svcca": svcca_similarity, "pwcca": partial(pwcca_similarity, variant="equation"),
                 "pwcca_svcca": partial(pwcca_similarity, variant="svcca"), "cka": linear_cka}
 SYMMETRIC = ("svcca", "cka")  # d(a, b) == d(b, a): one order suffices
@@ -48,20 +52,21 @@ def is_unregularized(run: SweepRun) -> bool:
 
 
 def layer_activations(run: SweepRun, data: DatasetSplits, num_images: int) -> dict[str, np.ndarray]:
-    """{layer: [N, U]} of the run's final model on the first `num_images` test images, cached.
+    """{layer: [N, U]} of the run's final model on `num_images` stratified test images, cached.
 
-    The cache's name says what it holds (test split, first N images, eval pass) and it is
+    The cache's name says what it holds (test split, stratified sample and its seed, eval pass) and it is
     keyed to the checkpoint it came from, so a redone run is recomputed; arrays keep the
     model's float dtype so CCA applies that dtype's rank tolerance.
     """
-    cache = run.path / f"off_axis_activations_test_first{num_images}_eval.npz"
+    cache = run.path / f"off_axis_activations_test_stratified{num_images}_seed{SUBSET_SEED}_eval.npz"
     return cached_arrays(cache, run.directory.checkpoint_path, lambda: _compute_activations(run, data, num_images))
 
 
 def _compute_activations(run: SweepRun, data: DatasetSplits, num_images: int) -> dict[str, np.ndarray]:
     config = run.config
     model = load_run_model(run.path, config, data).model
-    activations = unit_activations(model, data.test, data.mean, data.std, num_images,
+    subset = stratified_subset(data.test, num_images, SUBSET_SEED).split
+    activations = unit_activations(model, subset, data.mean, data.std, len(subset),
                                    config.evaluation.layers, config.evaluation.batch_size)
     return {name: units.float().numpy() if units.dtype.itemsize < 4 else units.numpy()
             for name, units in activations.items()}  # numpy has no bfloat16
@@ -154,6 +159,9 @@ def off_axis_control(context: AnalysisContext) -> list[dict]:
         rows += _layer_rows(by_run, baseline, conditions, final, layer, layer_index)
     for runs in conditions.values():
         rows += [_run_row(run, final[run.run_id], "pwcca_subsample", float(num_images)) for run in runs]
+    sample = stratified_subset(data.test, num_images, SUBSET_SEED)
+    for run in context.runs:
+        rows += [_run_row(run, final[run.run_id], metric, value) for metric, value in sample.metric_values("off_axis")]
     return rows
 
 

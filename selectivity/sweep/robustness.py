@@ -24,6 +24,7 @@ from selectivity.analysis.dimensionality import StreamingCovariance, components_
 from selectivity.capture import UnitCapture
 from selectivity.data.base import LabelledImages
 from selectivity.data.batches import normalize_images
+from selectivity.data.subsets import Subset, stratified_subset
 from selectivity.errors import SelectivityError
 from selectivity.measure import measure_model
 
@@ -50,22 +51,26 @@ class ModelUnderTest:
         return self.model(normalize_images(images * 255.0, self.mean, self.std))
 
 
-def test_subset(split: LabelledImages, count: int) -> LabelledImages:
-    """The first `count` images of a split (all of them when count >= its size)."""
+def test_subset(split: LabelledImages, count: int, seed: int = 0) -> Subset:
+    """`count` images of a split, class-stratified and seeded (all of them when count >= its size).
+
+    Never the first `count`: dataset files are ordered by class.
+    """
     if count < 1:
         raise SelectivityError(f"images = {count}; expected at least 1 test image")
-    return LabelledImages(split.images[:count].contiguous(), split.labels[:count])
+    return stratified_subset(split, count, seed)
 
 
 def corruption_accuracies(target: ModelUnderTest, split: LabelledImages, dataset: str,
                           corruptions=CORRUPTIONS, severities=(1, 2, 3, 4, 5), folder: str = "",
-                          seed: int = 0) -> dict[tuple[str, int], float]:
+                          seed: int = 0, indices: torch.Tensor | None = None) -> dict[tuple[str, int], float]:
     """{(corruption, severity): accuracy} on `split` corrupted (or on the -C files in `folder`).
 
     Args:
         target: the model.
-        split: the clean test subset; with `folder`, the files' first len(split) images per
-            severity are used instead (their own labels).
+        split: the clean test subset; with `folder`, the files' images at `indices` (the
+            subset's positions in the test split, which the -C files follow) per severity are
+            used instead, with their own labels.
         dataset: which published parameter table generates the corruptions ("cifar10", "tiny-imagenet").
         corruptions, severities: which to evaluate.
         folder: a CIFAR-10-C style folder (<corruption>.npy, labels.npy); "" = generate.
@@ -75,8 +80,9 @@ def corruption_accuracies(target: ModelUnderTest, split: LabelledImages, dataset
     for corruption in corruptions:
         for severity in severities:
             if folder:
-                images, labels = read_corruption_file(folder, corruption, severity, len(split))
-                corrupted = LabelledImages(images, labels)
+                positions = torch.arange(len(split)) if indices is None else indices
+                images, labels = read_corruption_file(folder, corruption, severity, int(positions.max()) + 1)
+                corrupted = LabelledImages(images[positions].contiguous(), labels[positions])
             else:
                 corrupted = LabelledImages(corrupt_images(split.images, dataset, corruption, severity, seed),
                                            split.labels)

@@ -7,14 +7,17 @@ In a sweep spec:
     images = 1000
     eps_255 = [0, 0.25, 0.5, 1, 2]
 
-Each evaluates every done run's final model on the first `images` test images (eval mode,
-fp32, CPU) and returns tidy rows (docs/robustness.md lists metrics and settings):
+Each evaluates every done run's final model on `images` test images, a class-stratified
+sample drawn with `subset_seed` (datasets are ordered by class, so never the first N), in eval
+mode, fp32, on the CPU, and returns tidy rows (docs/robustness.md lists metrics and settings):
 
     corruptions     network rows corruption_accuracy:<corruption>:<severity>, mean_corruption_accuracy,
                     clean_subset_accuracy
     attacks         network rows attack_accuracy:<fgsm|pgd>:<eps x 255>
     dimensionality  layer rows dim_pcs, dim_pr (and perturbation_dim_pcs, perturbation_dim_pr with
                     a perturbation); a network row dim_threshold
+    every analysis  network rows <analysis>_subset_seed and <analysis>_subset_count:<class> (the
+                    sample it used)
 """
 import hashlib
 import json
@@ -38,10 +41,11 @@ from selectivity.setup import load_data
 
 DEFAULTS = {
     "corruptions": {"images": 1000, "corruptions": list(CORRUPTIONS), "severities": [1, 2, 3, 4, 5],
-                    "folder": "", "seed": 0},
+                    "folder": "", "seed": 0, "subset_seed": 0},
     "attacks": {"images": 1000, "attacks": list(ATTACKS), "eps_255": [0, 0.25, 0.5, 1, 2], "steps": 10,
-                "step_size_255": 0.0, "random_start": False, "seed": 0},
-    "dimensionality": {"images": 2000, "threshold": 0.95, "perturbation": "gaussian_noise:3", "seed": 0},
+                "step_size_255": 0.0, "random_start": False, "seed": 0, "subset_seed": 0},
+    "dimensionality": {"images": 2000, "threshold": 0.95, "perturbation": "gaussian_noise:3", "seed": 0,
+                       "subset_seed": 0},
 }
 
 
@@ -68,6 +72,8 @@ def _check_values(analysis: str, settings: dict) -> None:
     where = f"analysis_settings.{analysis}"
     if settings["images"] < 1:
         raise SelectivityError(f"{where}.images = {settings['images']}; expected at least 1 test image")
+    if not 0 <= settings["subset_seed"] < 2**64:
+        raise SelectivityError(f"{where}.subset_seed = {settings['subset_seed']}; expected an integer in [0, 2**64)")
     for key in ("corruptions", "severities", "attacks", "eps_255"):
         if key in settings and not settings[key]:
             raise SelectivityError(f"{where}.{key} is empty; expected at least one value, "
@@ -79,12 +85,17 @@ def _check_values(analysis: str, settings: dict) -> None:
 
 
 def _measure_run(analysis: str, target: ModelUnderTest, data, dataset: str, settings: dict) -> list[tuple]:
-    """(layer, metric, value) rows of one model for one analysis."""
-    split = test_subset(data.test, int(settings["images"]))
+    """(layer, metric, value) rows of one model for one analysis, and the sample it was measured on."""
+    subset = test_subset(data.test, int(settings["images"]), int(settings["subset_seed"]))
+    return _measure_subset(analysis, target, subset.split, subset.indices, dataset, settings) + [
+        ("network", metric, value) for metric, value in subset.metric_values(analysis)]
+
+
+def _measure_subset(analysis: str, target: ModelUnderTest, split, indices, dataset: str, settings: dict) -> list[tuple]:
     if analysis == "corruptions":
         accuracies = corruption_accuracies(target, split, dataset, tuple(settings["corruptions"]),
                                            tuple(settings["severities"]), str(settings["folder"]),
-                                           int(settings["seed"]))
+                                           int(settings["seed"]), indices)
         rows = [("network", f"corruption_accuracy:{name}:{severity}", value)
                 for (name, severity), value in accuracies.items()]
         rows.append(("network", "mean_corruption_accuracy", sum(accuracies.values()) / len(accuracies)))

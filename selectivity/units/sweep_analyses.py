@@ -38,7 +38,7 @@ def _shuffle_settings(settings: dict) -> ShuffleSettings:
 
 
 def _top_units_settings(settings: dict) -> tuple[int, int | None]:
-    """(k, limit): k inputs a side, on the first `limit` test inputs (None: all)."""
+    """(k, limit): k inputs a side, on `limit` class-stratified test inputs (seed 0; None: all)."""
     settings = _settings(settings, "top_units", {"k", "limit"})
     k, limit = settings.get("k", 8), settings.get("limit")
     for key, value in (("k", k), ("limit", limit)):

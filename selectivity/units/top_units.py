@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selectivity.data.base import LabelledImages
+from selectivity.data.subsets import stratified_subset
 from selectivity.units.sweep_rows import RunRows, run_model
 from selectivity.units.topk import unit_responses, write_topk_grid
 
@@ -39,7 +39,7 @@ def top_unit_rows(context, k: int, limit: int | None) -> list[dict]:
     rows = []
     for run in first_seed_per_alpha(context.runs):
         model, data, device = run_model(run)
-        split = data.test if limit is None else LabelledImages(data.test.images[:limit], data.test.labels[:limit])
+        split = data.test if limit is None else stratified_subset(data.test, limit, seed=0).split
         units = run.directory.read_units()
         preferred = units.set_index(["layer", "unit"])["preferred_class"]
         build = RunRows(run, context.table)
