@@ -29,8 +29,11 @@ CI_NOTE = "Error bars and ± are 95% confidence intervals of the mean across see
 def _comparison_note(margin: float) -> str:
     return (f"Difference of mean test accuracy from alpha = 0 (alpha minus baseline), with its Welch 95% CI. "
             f"Verdict: 'no loss' when the CI's lower bound is above -{margin:g} points (the margin), 'loss' when "
-            f"its upper bound is below -{margin:g}, else 'undetermined' with the seeds per condition that would "
-            "decide it if the observed difference and spread stay as they are.")
+            f"its upper bound is below -{margin:g}, else 'undetermined'. The verdict words are Holm-corrected over "
+            "every comparison in this table (family-wise error 0.05; the interval shown is the uncorrected one, "
+            "and a verdict the correction removes says what it was uncorrected). An undetermined one gives the "
+            "seeds per condition for a 50% chance (the observed difference just decided) and for an 80% chance "
+            "to decide it at Bonferroni's level, with the verdict it would most likely reach.")
 
 
 def _cca_note(table: pd.DataFrame, notes: dict) -> str | None:

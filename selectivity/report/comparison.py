@@ -51,6 +51,13 @@ class AccuracyComparison:
     margin: float
     verdict: str
     seeds_needed: float
+    # set when the comparison is one of a page's family (report.multiplicity): the verdict above
+    # is then Holm-corrected, and these say what it was before and how many comparisons were made
+    verdict_uncorrected: str = ""
+    holm_p: float = math.nan
+    family_size: int = 1
+    seeds_needed_80: float = math.nan  # seeds per condition for an 80% chance to decide it
+    likely_verdict: str = ""  # what those seeds would most likely decide
 
 
 def check_margin(margin: float) -> float:
@@ -214,11 +221,16 @@ def describe(comparison: AccuracyComparison) -> str:
         interval = f"{c.difference:+.2f} points (no CI: {seeds})"
     else:
         interval = f"{c.difference:+.2f} points (95% Welch CI {c.ci_low:+.2f} to {c.ci_high:+.2f}; {seeds})"
+    corrected = f", Holm-corrected over {c.family_size} comparisons" if c.family_size > 1 else ""
     if c.verdict == NO_LOSS:
-        return f"{interval}, verdict no loss (CI lower bound above -{c.margin:g} points)"
+        return f"{interval}, verdict no loss (CI lower bound above -{c.margin:g} points{corrected})"
     if c.verdict == LOSS:
-        return f"{interval}, verdict loss (CI upper bound below -{c.margin:g} points)"
-    why = "no CI" if math.isnan(c.ci_low) else f"the CI contains -{c.margin:g} points"
+        return f"{interval}, verdict loss (CI upper bound below -{c.margin:g} points{corrected})"
+    if c.verdict_uncorrected in (LOSS, NO_LOSS):
+        why = (f"uncorrected {c.verdict_uncorrected}, but Holm's adjusted p = {c.holm_p:.3f} over "
+               f"{c.family_size} comparisons is not below 0.05")
+    else:
+        why = "no CI" if math.isnan(c.ci_low) else f"the CI contains -{c.margin:g} points"
     return f"{interval}, verdict undetermined ({why}); {needed_phrase(c)}"
 
 
@@ -232,4 +244,8 @@ def needed_phrase(comparison: AccuracyComparison) -> str:
             return "the observed difference equals minus the margin, so no number of seeds decides it"
         return (f"no number of seeds up to {MAX_SEEDS_SEARCHED} per condition decides it "
                 "(the observed difference lies near minus the margin)")
-    return f"about {needed:.0f} seeds per condition would decide it if the difference and spread stay as observed"
+    phrase = f"about {needed:.0f} seeds per condition would decide it if the difference and spread stay as observed"
+    if not math.isnan(comparison.seeds_needed_80) and comparison.likely_verdict:
+        phrase += (f" (a roughly 50% chance); about {comparison.seeds_needed_80:.0f} give an 80% chance of a "
+                   f"decision, most likely {comparison.likely_verdict}")
+    return phrase

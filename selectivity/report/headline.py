@@ -13,16 +13,20 @@ are compared in `comparison_table` too). Definitions (also in docs/report.md):
       with its difference from alpha = 0.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 from selectivity.report.comparison import (DEFAULT_MARGIN_POINTS, LOSS, NO_LOSS, UNDETERMINED, AccuracyComparison,
-                                           compare_accuracy, describe)
+                                           compare_accuracy, describe, projected_variances)
+from selectivity.report.multiplicity import (FAMILY_ALPHA, POWER, corrected_verdict, holm_adjusted, likely_verdict,
+                                             margin_p_value, seeds_for_power)
 
 COMPARISON_FIELDS = ["difference_points", "ci_low_points", "ci_high_points", "n_alpha", "n_baseline",
-                     "margin_points", "verdict", "seeds_needed"]
-HEADLINE_COLUMNS = ["key", "alpha", "value", "unit"] + COMPARISON_FIELDS + ["statement"]
+                     "margin_points", "verdict", "seeds_needed", "verdict_uncorrected", "holm_p", "family_size",
+                     "seeds_needed_80", "likely_verdict"]
+HEADLINE_COLUMNS = ["key", "alpha", "value", "candidate_value", "unit"] + COMPARISON_FIELDS + ["statement"]
 COMPARISON_COLUMNS = ["alpha_label", "alpha", "constant", "si_reduction", "welch_df"] + COMPARISON_FIELDS
 UNITS = {"si_reduction_at_iso_accuracy": "x (SI(0) / SI(alpha))", "accuracy_change_at_lowest_si": "percentage points",
          "accuracy_at_largest_positive_alpha": "test accuracy (%)"}
@@ -36,18 +40,20 @@ class Headline:
     unit: str
     statement: str  # one sentence a reader can quote
     comparison: AccuracyComparison | None = None  # alpha vs alpha = 0, when alpha is known
+    candidate_value: float = math.nan  # without a value: the undetermined candidate's (e.g. its SI reduction)
 
     def row(self) -> dict:
         fields = dict.fromkeys(COMPARISON_FIELDS, math.nan) if self.comparison is None else _fields(self.comparison)
-        return {"key": self.key, "alpha": self.alpha, "value": self.value, "unit": self.unit, **fields,
-                "statement": self.statement}
+        return {"key": self.key, "alpha": self.alpha, "value": self.value, "candidate_value": self.candidate_value,
+                "unit": self.unit, **fields, "statement": self.statement}
 
 
 def _fields(c: AccuracyComparison) -> dict:
     """The COMPARISON_FIELDS columns of one comparison."""
     return {"difference_points": c.difference, "ci_low_points": c.ci_low, "ci_high_points": c.ci_high,
             "n_alpha": c.n_alpha, "n_baseline": c.n_baseline, "margin_points": c.margin, "verdict": c.verdict,
-            "seeds_needed": c.seeds_needed}
+            "seeds_needed": c.seeds_needed, "verdict_uncorrected": c.verdict_uncorrected, "holm_p": c.holm_p,
+            "family_size": c.family_size, "seeds_needed_80": c.seeds_needed_80, "likely_verdict": c.likely_verdict}
 
 
 def _missing(key: str, reason: str) -> Headline:
@@ -74,7 +80,7 @@ def comparison_table(runs: pd.DataFrame, conditions: pd.DataFrame,
     baseline_points = points.loc[points["alpha_label"] == baseline["alpha_label"], "accuracy_points"]
     if baseline_points.isna().all():
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    rows = []
+    compared = []
     for condition in conditions.itertuples(index=False):
         if condition.alpha_label == baseline["alpha_label"]:
             continue
@@ -82,16 +88,62 @@ def comparison_table(runs: pd.DataFrame, conditions: pd.DataFrame,
         if own.isna().all():  # no finished evaluation to compare
             continue
         comparison = compare_accuracy(own, baseline_points, margin)
-        rows.append({"alpha_label": condition.alpha_label, "alpha": condition.alpha, "constant": condition.constant,
-                     "si_reduction": baseline["mean_si_mean"] / condition.mean_si_mean,
-                     "welch_df": comparison.degrees_of_freedom, **_fields(comparison)})
+        variances = projected_variances(own.dropna().to_numpy(float), baseline_points.dropna().to_numpy(float))
+        compared.append((condition, comparison, variances))
+    family = _holm_family([comparison for _, comparison, _ in compared])
+    rows = [{"alpha_label": condition.alpha_label, "alpha": condition.alpha, "constant": condition.constant,
+             "si_reduction": baseline["mean_si_mean"] / condition.mean_si_mean,
+             "welch_df": comparison.degrees_of_freedom, **_fields(_corrected(comparison, p, len(family), variances))}
+            for (condition, comparison, variances), p in zip(compared, family)]
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _holm_family(comparisons: list[AccuracyComparison]) -> np.ndarray:
+    """Holm-adjusted p-values (against -margin) of a page's comparisons: the family is all of them."""
+    return holm_adjusted([margin_p_value(c.difference, c.ci_low, c.ci_high, c.degrees_of_freedom, c.margin)
+                          for c in comparisons])
+
+
+def _corrected(c: AccuracyComparison, holm_p: float, family_size: int, variances) -> AccuracyComparison:
+    """The comparison with its Holm-corrected verdict and 80%-power seeds (docs/report.md).
+
+    Undetermined before the correction: seeds at the comparison's own level 0.05 (the 50%
+    figure is `seeds_to_decide`'s). Undetermined only after it: both figures at Bonferroni's
+    level 0.05 / m, the strictest step of Holm's procedure, so they suffice at any rank."""
+    verdict = corrected_verdict(c.verdict, holm_p)
+    if verdict != UNDETERMINED or math.isnan(c.ci_low):
+        seeds, seeds_80, likely = (c.seeds_needed if verdict == UNDETERMINED else math.nan), math.nan, ""
+    else:
+        level = FAMILY_ALPHA if c.verdict == UNDETERMINED else FAMILY_ALPHA / max(family_size, 1)
+        seeds = c.seeds_needed if c.verdict == UNDETERMINED else seeds_for_power(
+            c.difference, *variances, c.margin, power=0.5, level=level)
+        seeds_80 = seeds_for_power(c.difference, *variances, c.margin, power=POWER, level=level)
+        likely = likely_verdict(c.difference, c.margin)
+    return replace(c, verdict=verdict, seeds_needed=seeds, verdict_uncorrected=c.verdict, holm_p=float(holm_p),
+                   family_size=family_size, seeds_needed_80=seeds_80, likely_verdict=likely)
+    p_values = [margin_p_value(row.difference_points, row.ci_low_points, row.ci_high_points, row.welch_df,
+                               row.margin_points) for row in table.itertuples(index=False)]
+    adjusted = holm_adjusted(p_values)
+    table = table.copy()
+    table["holm_p"] = adjusted
+    table["family_size"] = int(np.sum(~np.isnan(adjusted)))
+    table["verdict"] = [corrected_verdict(verdict, p)
+                        for verdict, p in zip(table["verdict_uncorrected"], adjusted)]
+    decided = table["verdict"] != UNDETERMINED
+    table.loc[decided, "seeds_needed"] = np.nan  # decided: no more seeds needed
+    table.loc[decided, ["seeds_needed_80", "likely_verdict"]] = [np.nan, ""]
+    needs = ~decided & table["seeds_needed"].isna() & ~table["ci_low_points"].isna()
+    for index in table.index[needs]:  # undetermined only after the correction: project as for the others
+        row = table.loc[index]
+        table.loc[index, "seeds_needed"] = float(row["n_alpha"]) + 1  # more seeds: the CI narrows past it
+    return table
 
 
 def _comparison(row) -> AccuracyComparison:
     return AccuracyComparison(row["difference_points"], row["ci_low_points"], row["ci_high_points"], row["welch_df"],
                               int(row["n_alpha"]), int(row["n_baseline"]), row["margin_points"], row["verdict"],
-                              row["seeds_needed"])
+                              row["seeds_needed"], row["verdict_uncorrected"], row["holm_p"], int(row["family_size"]),
+                              row["seeds_needed_80"], row["likely_verdict"])
 
 
 def si_reduction_at_iso_accuracy(baseline: pd.Series, compared: pd.DataFrame) -> Headline:
@@ -124,7 +176,8 @@ def _no_alpha_holds(key: str, negative: pd.DataFrame) -> Headline:
     comparison = _comparison(candidate)
     return Headline(key, float(candidate["alpha"]), math.nan, UNITS[key],
                     f"{opening} The largest undetermined reduction, alpha={candidate['alpha_label']} "
-                    f"({float(candidate['si_reduction']):.2f}x): {describe(comparison)}.", comparison)
+                    f"({float(candidate['si_reduction']):.2f}x): {describe(comparison)}.", comparison,
+                    candidate_value=float(candidate["si_reduction"]))
 
 
 def accuracy_change_at_lowest_si(conditions: pd.DataFrame, compared: pd.DataFrame) -> Headline:

@@ -72,14 +72,22 @@ def _difference_cell(row) -> str:
 
 
 def _verdict_cell(row) -> str:
-    """The verdict, with the seeds per condition an undetermined one needs."""
+    """The (Holm-corrected) verdict, what it was uncorrected when that differs, and for an
+    undetermined one the seeds per condition for a 50% and an 80% chance to decide it."""
     if not isinstance(row.verdict, str):
         return "n/a"
+    uncorrected = getattr(row, "verdict_uncorrected", "")
+    before = f" (uncorrected: {uncorrected})" if isinstance(uncorrected, str) and uncorrected not in ("", row.verdict) \
+        else ""
     if row.verdict != "undetermined" or np.isnan(row.seeds_needed):
-        return row.verdict
+        return row.verdict + before
     if np.isinf(row.seeds_needed):
-        return "undetermined (no n decides)"
-    return f"undetermined (~{row.seeds_needed:.0f} seeds)"
+        return f"undetermined{before} (no n decides)"
+    power = getattr(row, "seeds_needed_80", np.nan)
+    likely = getattr(row, "likely_verdict", "")
+    at_80 = f", ~{power:.0f} for 80%, likely {likely}" if not np.isnan(power) and isinstance(likely, str) and likely \
+        else ""
+    return f"undetermined{before} (~{row.seeds_needed:.0f} seeds for 50%{at_80})"
 
 
 def headline_rows(headline: pd.DataFrame) -> list[list[str]]:
@@ -87,7 +95,10 @@ def headline_rows(headline: pd.DataFrame) -> list[list[str]]:
     rows = [["headline", "alpha", "value", "unit", "accuracy vs alpha=0 (points, 95% CI)", "verdict", "statement"]]
     for row in headline.itertuples(index=False):
         alpha = "n/a" if np.isnan(row.alpha) else f"{row.alpha:g}"
-        value = "n/a" if np.isnan(row.value) else f"{row.value:.2f}"
+        value = f"{row.value:.2f}"
+        if np.isnan(row.value):  # no claim; an undetermined candidate still has its number
+            candidate = getattr(row, "candidate_value", np.nan)
+            value = "n/a" if np.isnan(candidate) else f"none shown ({candidate:.2f} undetermined)"
         rows.append([row.key, alpha, value, row.unit, _difference_cell(row), _verdict_cell(row), row.statement])
     return rows
 
