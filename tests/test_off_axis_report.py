@@ -6,7 +6,7 @@ import pytest
 from tests.report_fixture import sweep_table
 
 from selectivity.report import write_report
-from selectivity.report.off_axis_tables import (DISAGREE, METHODS, NOT_ROTATED, UNDETERMINED, WITHIN_SEEDS,
+from selectivity.report.off_axis_tables import (CLOSER, DISAGREE, METHODS, NOT_ROTATED, UNDETERMINED, WITHIN_SEEDS,
                                                 verdict)
 
 NAN = float("nan")
@@ -47,6 +47,11 @@ def test_verdict_by_hand():
     assert verdict({m: v[1:] for m, v in INTERVALS[3].items()}) == f"{UNDETERMINED} (no CI for cka)"
     assert verdict({"pwcca": (1.2, 1.5)}) == f"{UNDETERMINED} (no CI for svcca, pwcca_svcca, cka)"
     assert verdict({m: (1.0, 1.2) for m in METHODS}) == WITHIN_SEEDS  # a bound at exactly 1 is not above
+    # intervals wholly below 1 are not "no change": closer than two alpha = 0 seeds (issue 32)
+    assert verdict({m: (0.7, 0.9) for m in METHODS}) == CLOSER
+    mixed = {"svcca": (0.7, 0.9), "pwcca": (0.9, 1.1), "pwcca_svcca": (1.1, 1.3), "cka": (0.8, 1.2)}
+    assert verdict(mixed) == f"{DISAGREE} (CI above 1 for pwcca_svcca; below 1 for svcca only)"
+    assert verdict({**mixed, "pwcca_svcca": (0.9, 1.3)}) == f"{DISAGREE} (below 1 for svcca only)"
 
 
 def test_table_shows_every_method_and_the_verdict_per_layer(report):

@@ -69,6 +69,7 @@ def test_summary_and_welch_comparison_match_an_independent_computation(folder):
     baseline = points.loc[points["alpha_label"] == "0", "points"].to_numpy()
     compared = pd.read_csv(folder / "accuracy_vs_baseline.csv", dtype={"alpha_label": str})
     assert len(compared) == points["alpha_label"].nunique() - 1, "every condition is compared with alpha = 0"
+    holm = _holm_by_hand(points, baseline)
     for row in compared.itertuples(index=False):
         own = points.loc[points["alpha_label"] == row.alpha_label, "points"].to_numpy()
         assert math.isclose(row.difference_points, own.mean() - baseline.mean(), rel_tol=1e-9, abs_tol=1e-12)
@@ -83,7 +84,29 @@ def test_summary_and_welch_comparison_match_an_independent_computation(folder):
         assert math.isclose(row.difference_points, difference, rel_tol=1e-9, abs_tol=1e-12)
         assert np.allclose([row.ci_low_points, row.ci_high_points], [difference - half, difference + half], rtol=1e-9)
         expected = "no loss" if difference - half > -MARGIN else "loss" if difference + half < -MARGIN else "undetermined"
-        assert row.verdict == expected
+        assert row.verdict_uncorrected == expected
+        # the verdict words: Holm over the page's comparisons (family-wise 0.05)
+        assert math.isclose(row.holm_p, holm[row.alpha_label], rel_tol=1e-6, abs_tol=1e-12)
+        assert row.verdict == (expected if holm[row.alpha_label] < 0.05 else "undetermined")
+        if row.verdict == "undetermined" and expected == "undetermined":  # 80% power, normal approximation
+            z = stats.norm.isf(0.025) + stats.norm.isf(0.2)
+            n80 = math.ceil(z * z * (own.var(ddof=1) + baseline.var(ddof=1)) / (difference + MARGIN) ** 2 - 1e-9)
+            assert row.seeds_needed_80 == max(n80, min(len(own), len(baseline)) + 1)
+            assert row.likely_verdict == ("loss" if difference < -MARGIN else "no loss")
+
+
+def _holm_by_hand(points: pd.DataFrame, baseline: np.ndarray) -> dict:
+    """{alpha_label: Holm-adjusted p} of Welch's test of difference = -MARGIN, by scipy and a loop."""
+    p = {}
+    for label, group in points.groupby("alpha_label"):
+        own = group["points"].to_numpy()
+        if label != "0" and min(len(own), len(baseline)) >= 2:
+            p[label] = stats.ttest_ind(own, baseline - MARGIN, equal_var=False).pvalue
+    adjusted, running = {}, 0.0
+    for rank, label in enumerate(sorted(p, key=p.get)):
+        running = max(running, min(1.0, (len(p) - rank) * p[label]))
+        adjusted[label] = running
+    return adjusted
 
 
 @pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
@@ -301,7 +324,11 @@ def test_committed_cca_table_holds_the_raw_ratios_and_the_verdict_rule(folder):
             assert row["verdict"].startswith("undetermined"), (label, layer)
             continue
         above = [method for method in CCA_METHODS if own[f"{method}_ratio_ci_low"] > 1]
+        below = [method for method in CCA_METHODS if own[f"{method}_ratio_ci_high"] < 1]
+        parts = ([f"CI above 1 for {', '.join(above)}"] if above else []) + (
+            [f"below 1 for {', '.join(below)}"] if below else [])
         expected = ("not merely rotated" if len(above) == len(CCA_METHODS) else
-                    "no change beyond seed-to-seed" if not above else
-                    f"methods disagree (CI above 1 for {', '.join(above)} only)")
+                    "closer than seed-to-seed" if len(below) == len(CCA_METHODS) else
+                    "no change beyond seed-to-seed" if not above and not below else
+                    f"methods disagree ({'; '.join(parts)} only)")
         assert row["verdict"] == expected, (label, layer)

@@ -118,6 +118,9 @@ def _corrected(c: AccuracyComparison, holm_p: float, family_size: int, variances
         seeds = c.seeds_needed if c.verdict == UNDETERMINED else seeds_for_power(
             c.difference, *variances, c.margin, power=0.5, level=level)
         seeds_80 = seeds_for_power(c.difference, *variances, c.margin, power=POWER, level=level)
+        # the normal approximation ignores t's heavier tails at few seeds: never fewer than one more
+        more = min(c.n_alpha, c.n_baseline) + 1
+        seeds, seeds_80 = max(seeds, more), max(seeds_80, more)
         likely = likely_verdict(c.difference, c.margin)
     return replace(c, verdict=verdict, seeds_needed=seeds, verdict_uncorrected=c.verdict, holm_p=float(holm_p),
                    family_size=family_size, seeds_needed_80=seeds_80, likely_verdict=likely)

@@ -16,6 +16,7 @@ FIELDS = {"": "ratio", "_ci_low": "ci_low", "_ci_high": "ci_high", "_pairs": "pa
 NOT_ROTATED = "not merely rotated"
 WITHIN_SEEDS = "no change beyond seed-to-seed"
 DISAGREE = "methods disagree"
+CLOSER = "closer than seed-to-seed"  # every CI below 1: more alike than two alpha = 0 seeds
 UNDETERMINED = "undetermined"
 
 
@@ -50,19 +51,25 @@ def verdict(intervals: dict[str, tuple[float, float]]) -> str:
     Args:
         intervals: method -> (ci_low, ci_high) for the methods measured.
     Returns:
-        NOT_ROTATED when every method of METHODS has a CI above 1; WITHIN_SEEDS when none
-        has; DISAGREE when some do and some do not; UNDETERMINED (naming what is missing)
-        when a method or its CI is absent.
+        NOT_ROTATED when every method of METHODS has a CI above 1; WITHIN_SEEDS when every
+        CI contains 1; CLOSER when every CI lies below 1 (closer than two unregularized seeds);
+        DISAGREE otherwise, naming the methods above and below 1; UNDETERMINED (naming what is
+        missing) when a method or its CI is absent.
     """
     missing = [m for m in METHODS if m not in intervals or np.isnan(intervals[m][0]) or np.isnan(intervals[m][1])]
     if missing:
         return f"{UNDETERMINED} (no CI for {', '.join(missing)})"
     above = [m for m in METHODS if intervals[m][0] > 1]
+    below = [m for m in METHODS if intervals[m][1] < 1]
     if len(above) == len(METHODS):
         return NOT_ROTATED
-    if not above:
+    if len(below) == len(METHODS):
+        return CLOSER
+    if not above and not below:
         return WITHIN_SEEDS
-    return f"{DISAGREE} (CI above 1 for {', '.join(above)} only)"
+    parts = ([f"CI above 1 for {', '.join(above)}"] if above else []) + (
+        [f"below 1 for {', '.join(below)}"] if below else [])
+    return f"{DISAGREE} ({'; '.join(parts)} only)"
 
 
 def off_axis_by_layer(summary: pd.DataFrame) -> pd.DataFrame:
