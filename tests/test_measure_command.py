@@ -15,6 +15,7 @@ from selectivity.measure import measure_model
 from selectivity.models import create_model
 from selectivity.store import RunDirectory
 from selectivity.setup import build_model
+from tests.reference import reference_stratified_indices
 
 UNIT_COLUMNS = ["layer", "unit", "si", "preferred_class", "mu_max", "mu_rest", "d_prime", "dead"]
 SMALL_CNN_UNITS = 32 + 64 + 64 + 128
@@ -87,7 +88,8 @@ def test_run_folder_uses_its_config_and_checkpoint(tmp_path, monkeypatch, digits
     outputs = list(tmp_path.glob("measure-small_cnn-*-seed_3-digits"))
     assert len(outputs) == 1, list(tmp_path.iterdir())
     summary = json.loads((outputs[0] / "summary.json").read_text())
-    first_100 = type(digits.test)(digits.test.images[:100].contiguous(), digits.test.labels[:100].contiguous())
+    chosen = torch.from_numpy(reference_stratified_indices(digits.test.images.numpy(), digits.test.labels.numpy(), 100, 0))
+    first_100 = type(digits.test)(digits.test.images[chosen].contiguous(), digits.test.labels[chosen].contiguous())
     direct = measure_model(model, first_100, 10, digits.mean, digits.std)
     assert summary["num_inputs"] == 100 and summary["dataset"] == "digits"
     assert summary["mean_si"] == pytest.approx(direct.mean_si, rel=1e-12)
@@ -99,7 +101,8 @@ def test_run_folder_uses_its_config_and_checkpoint(tmp_path, monkeypatch, digits
 def test_inputs_missing_classes_are_named_in_a_warning_and_the_summary(tmp_path, small_cnn_weights, digits, capsys):
     weights, _ = small_cnn_weights
     argv = ["--model", "small_cnn", "--weights", weights, "--dataset", "digits"]
-    first_5 = sorted(set(digits.test.labels[:5].tolist()))  # SI over these classes only
+    chosen = reference_stratified_indices(digits.test.images.numpy(), digits.test.labels.numpy(), 5, 0)
+    first_5 = sorted(set(digits.test.labels[chosen].tolist()))  # SI over these classes only (a stratified 5)
     assert 2 <= len(first_5) < 10
     assert measure(*argv, "--out", tmp_path / "few", "--limit", 5) == 0
     captured = capsys.readouterr()
