@@ -29,7 +29,7 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 def test_images(data_root: str | None, count: int) -> LabelledImages:
     if data_root:
-        return test_subset(load_dataset("cifar10", root=data_root).test, count)
+        return test_subset(load_dataset("cifar10", root=data_root).test, count).split
     generator = torch.Generator().manual_seed(0)
     return LabelledImages(torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator),
                           torch.randint(0, 10, (count,), generator=generator))
@@ -54,7 +54,7 @@ def main() -> None:
     target = ModelUnderTest(create_model("resnet20", num_classes=10).eval(), 10, CIFAR_MEAN, CIFAR_STD)
     split = test_images(args.data_root, args.images)
     per_1000 = 1000 / len(split)
-    target.measure(test_subset(split, min(len(split), 100)))  # warm-up
+    target.measure(test_subset(split, min(len(split), 100)).split)  # warm-up
     clean = timed(lambda: target.measure(split)) * per_1000
     corruption = {name: timed(lambda name=name: target.measure(LabelledImages(
         corrupt_images(split.images, "cifar10", name, 3), split.labels))) * per_1000 for name in CORRUPTIONS}
