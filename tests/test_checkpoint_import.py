@@ -16,7 +16,7 @@ from selectivity.cli import main
 from selectivity.data import load_dataset
 from selectivity.model_loading import load_registry_model
 from selectivity.models import create_model
-from tests.reference import reference_selectivity
+from tests.reference import reference_selectivity, reference_stratified_indices
 
 LIMIT = 300
 CIFAR10_COMMON = "0.4914,0.4822,0.4465,0.2023,0.1994,0.2010"
@@ -53,10 +53,12 @@ def foreign_formats(state: dict) -> dict:
 
 
 def independent_measurement(model, normalize_mean: float, normalize_std: float, layer: str):
-    """Accuracy and one layer's SI of `model` on the first LIMIT digits test images, without selectivity's code."""
+    """Accuracy and one layer's SI of `model` on `--limit`'s seeded class-stratified sample of LIMIT digits
+    test images (seed 0; chosen by the reference in tests/reference.py), without selectivity's code."""
     data = load_dataset("digits")
-    images = data.test.images[:LIMIT].float() / 255  # [N, 1, 8, 8]
-    labels = data.test.labels[:LIMIT]
+    chosen = torch.from_numpy(reference_stratified_indices(data.test.images.numpy(), data.test.labels.numpy(), LIMIT, 0))
+    images = data.test.images[chosen].float() / 255  # [N, 1, 8, 8]
+    labels = data.test.labels[chosen]
     captured = []
     handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: captured.append(o))
     with torch.no_grad():
