@@ -45,11 +45,11 @@ def sample_positions(count=IMAGES, seed=0) -> torch.Tensor:
                                                          count, seed))
 
 
-def clean_accuracy(run) -> float:
+def clean_accuracy(run, seed=0) -> float:
     """Accuracy of the run's model on the stratified IMAGES test images, computed here directly."""
     data = load_dataset("digits")
     model = load_run_model(run.path, run.config, data).model.eval()
-    chosen = sample_positions()
+    chosen = sample_positions(seed=seed)
     with torch.no_grad():
         logits = model(normalize_images(data.test.images[chosen], data.mean, data.std))
     return (logits.argmax(1) == data.test.labels[chosen]).double().mean().item()
@@ -71,6 +71,16 @@ def test_attack_rows(run, tmp_path):
     assert set(rows["layer"]) == {"network"} and set(rows["run_id"]) == {run.run_id} and set(rows["seed"]) == {3}
     assert values["attack_accuracy:fgsm:0"] == pytest.approx(clean_accuracy(run))
     assert values["attack_accuracy:pgd:16"] <= values["attack_accuracy:fgsm:16"] < values["attack_accuracy:fgsm:0"]
+
+
+def test_the_subset_seed_setting_draws_that_sample(run, tmp_path):
+    """A non-default subset_seed is used and recorded: eps 0 accuracy is the one on that seed's sample."""
+    rows = analysis_rows(run, "attacks", {"images": IMAGES, "eps_255": [0], "attacks": ["fgsm"], "subset_seed": 7},
+                         tmp_path)
+    values = rows.set_index("metric")["value"]
+    assert values["attacks_subset_seed"] == 7
+    assert sample_positions(seed=7).tolist() != sample_positions(seed=0).tolist()  # the seeds draw different images
+    assert values["attack_accuracy:fgsm:0"] == pytest.approx(clean_accuracy(run, seed=7))
 
 
 def test_corruption_rows_from_files(run, tmp_path):

@@ -1,16 +1,21 @@
 """The unit toolkit's post-sweep analyses on two real smoke-size digits runs (alpha 0 and -10)."""
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from selectivity.config import EvaluationSettings, ExperimentConfig, RegularizerSettings, TrainSettings
+from selectivity.data import load_dataset
 from selectivity.errors import SelectivityError
+from selectivity.model_loading import load_run_model
 from selectivity.store import run_path
 from selectivity.sweep.analyses import AnalysisContext, get_analysis
 from selectivity.sweep.layout import SweepFolder, SweepRun
 from selectivity.sweep.results import run_rows, typed_table
 from selectivity.train import train_run
+from tests.reference import reference_stratified_indices
 
 pytestmark = pytest.mark.slow  # trains two smoke-size runs (shared by every test here)
 
@@ -87,6 +92,39 @@ def test_top_units_writes_two_grids_per_layer_per_alpha(runs, tmp_path):
     rows = analyse("top_units", runs, tmp_path, {"k": 2, "limit": 40})
     assert len(rows) == 2 * 4 * 2 and rows["value"].isin([0, 0.5, 1.0]).all()
     assert len(list((tmp_path / "analyses" / "top_units").glob("*.png"))) == 16
+
+
+def test_top_units_fraction_is_the_preferred_share_of_the_top_k_of_the_stratified_sample(runs, tmp_path):
+    """Each row's value, recomputed here: hooks by hand, spatial means, the top k of the seed-0 stratified
+    sample of `limit` test images (chosen by tests/reference.py), the share in the unit's preferred class."""
+    k, limit = 3, 40
+    rows = analyse("top_units", runs, tmp_path, {"k": k, "limit": limit})
+    data = load_dataset("digits")
+    chosen = torch.from_numpy(reference_stratified_indices(data.test.images.numpy(), data.test.labels.numpy(),
+                                                           limit, 0))
+    images, labels = data.test.images[chosen], data.test.labels[chosen].numpy()
+    checked = 0
+    for run in runs:
+        model = load_run_model(run.path, run.config, data).model.eval()
+        preferred = run.directory.read_units().set_index(["layer", "unit"])["preferred_class"]
+        captured = {}
+        handles = [module.register_forward_hook(lambda m, i, o, name=name: captured.__setitem__(name, o))
+                   for name, module in model.named_modules() if name in set(rows["layer"])]
+        with torch.no_grad():
+            model((images.float() / 255 - torch.tensor(data.mean).view(1, -1, 1, 1))
+                  / torch.tensor(data.std).view(1, -1, 1, 1))
+        for handle in handles:
+            handle.remove()
+        for row in rows[rows["run_id"] == run.run_id].itertuples():
+            output = captured[row.layer]
+            response = (output.mean(dim=(2, 3)) if output.dim() == 4 else output)[:, int(row.unit)].double().numpy()
+            ranked = np.sort(response)[::-1]
+            if ranked[k - 1] == ranked[k]:
+                continue  # a tie at the k-th place: which input is in the top k is a tie-break, not checked here
+            top = np.argsort(-response, kind="stable")[:k]
+            assert row.value == pytest.approx(np.mean(labels[top] == preferred[(row.layer, int(row.unit))]))
+            checked += 1
+    assert checked >= len(rows) // 2
 
 
 def test_unknown_settings_are_refused(runs, tmp_path):
