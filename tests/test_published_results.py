@@ -332,3 +332,27 @@ def test_committed_cca_table_holds_the_raw_ratios_and_the_verdict_rule(folder):
                     "no change beyond seed-to-seed" if not above and not below else
                     f"methods disagree ({'; '.join(parts)} only)")
         assert row["verdict"] == expected, (label, layer)
+
+
+def _welch_by_hand(own: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float]:
+    va, vb = own.var(ddof=1) / len(own), baseline.var(ddof=1) / len(baseline)
+    df = (va + vb) ** 2 / (va**2 / (len(own) - 1) + vb**2 / (len(baseline) - 1))
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    difference = own.mean() - baseline.mean()
+    return difference, difference - half, difference + half
+
+
+def test_the_resnet20_seed_history_is_recomputed_with_the_same_seeds_at_both_alphas():
+    """The page's hand-quoted looks at alpha = -1 ('n = 2: d, CI [lo, hi]; ...') are Welch comparisons of
+    seeds 0..n-1 at alpha = -1 against seeds 0..n-1 at alpha = 0, from the committed raw rows."""
+    folder = RESULTS / "resnet20-cifar10"
+    page = (RESULTS / "resnet20-cifar10.md").read_text()
+    points = _final_accuracy_points(folder)
+    looks = re.findall(r"n = (\d+):\s+([+-]\d+\.\d\d), CI \[([+-]\d+\.\d\d), ([+-]\d+\.\d\d)\]", page)
+    assert [int(n) for n, *_ in looks] == [2, 3, 5], looks
+    for n, difference, low, high in looks:
+        def seeds(label):
+            rows = points[(points["alpha_label"] == label) & (points["seed"] < int(n))]
+            return rows["points"].to_numpy()
+        expected = _welch_by_hand(seeds("-1"), seeds("0"))
+        assert [f"{value:+.2f}" for value in expected] == [difference, low, high], (n, expected)
