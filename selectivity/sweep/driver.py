@@ -97,6 +97,10 @@ def _count(outcome: RunOutcome, run: SweepRun, result: SweepResult, crashed: lis
     if outcome.status in ("busy", "lost"):
         waiting.append(run)
         return
+    if outcome.status == "output_error":  # every later run would meet the same disk: stop (exit 2)
+        raise SelectivityError(f"run {outcome.run_id} could not write its output ({outcome.reason}); expected room "
+                               "to write there: free some space and rerun the sweep (finished runs and checkpoints "
+                               "are kept; the run resumes from its last checkpoint)")
     if outcome.status == "crashed":
         crashed.append(run)
         _line(bar, outcome, run, result)
