@@ -125,6 +125,9 @@ class TrainSettings(_CheckedSettings):
             raise SelectivityError("train.compile and train.cuda_graphs are both true; expected at most one of the two")
         if self.nesterov and self.momentum == 0:
             raise SelectivityError("train.nesterov = true with train.momentum = 0; expected a momentum > 0")
+        if self.warmup_epochs > self.epochs:  # the lr would never reach its peak (onecycle: never fall)
+            raise SelectivityError(f"train.warmup_epochs = {self.warmup_epochs:g} is longer than train.epochs = "
+                                   f"{self.epochs}; expected a warm-up of at most the run's epochs")
 
 
 @dataclass(frozen=True)
@@ -174,10 +177,22 @@ class ExperimentConfig(_CheckedSettings):
 
     def __post_init__(self):
         super().__post_init__()
+        _check_alpha_fits(self.regularizer.alpha, self.train.epochs)
         if self.train.cuda_graphs and self.regularizer.track_every > 1:
             # a captured step replays whatever it recorded: it cannot measure on some steps only
             raise SelectivityError(f"train.cuda_graphs = true with regularizer.track_every = "
                                    f"{self.regularizer.track_every}; expected track_every = 1 with CUDA graphs")
+
+
+def _check_alpha_fits(alpha: float | str, epochs: int) -> None:
+    """Every segment of an alpha schedule starts within the run, and a schedule whose last segment
+    is counted ends by the run's end: otherwise part of what was asked for is never trained."""
+    segments = parse_alpha(alpha)
+    counted = [count for _, count in segments if count is not None]
+    start_of_last = sum(count for _, count in segments[:-1])
+    if start_of_last >= epochs or (segments[-1][1] is not None and sum(counted) > epochs):
+        raise SelectivityError(f"regularizer.alpha = {alpha!r} is a schedule of {sum(counted)}+ epochs, longer than "
+                               f"train.epochs = {epochs}; expected every segment to start before the run ends")
 
 
 SECTIONS = {f.name: f.type for f in fields(ExperimentConfig) if dataclasses.is_dataclass(f.default)}

@@ -13,6 +13,7 @@
 A run counts as done only when done.json exists and every file it names is whole, so a
 truncated or half-written folder is redone, never read as a result.
 """
+import hashlib
 import json
 import os
 import tempfile
@@ -145,12 +146,30 @@ class RunDirectory:
         return {epoch: pd.read_parquet(found[epoch]) for epoch in sorted(found)}
 
     def mark_done(self, summary: dict) -> None:
-        """Write done.json last: it records how many metric records and units the run has."""
+        """Write done.json last: it records how many metric records and units the run has, and
+        the checkpoint's size and sha256 (analyses and robustness read the final model from it)."""
         self.failed_path.unlink(missing_ok=True)
-        atomic.write_json(
-            self.done_path,
-            {"summary": summary, "metric_records": len(self.read_metrics()), "units": len(self.read_units())},
-        )
+        record = {"summary": summary, "metric_records": len(self.read_metrics()), "units": len(self.read_units())}
+        if self.checkpoint_path.exists():
+            record["checkpoint_bytes"] = self.checkpoint_path.stat().st_size
+            record["checkpoint_sha256"] = file_sha256(self.checkpoint_path)
+        atomic.write_json(self.done_path, record)
+
+    def checkpoint_problem(self, full: bool = False) -> str:
+        """Why a done run's checkpoint.pt does not match done.json ("" when it does, or when
+        done.json records none). `full` also compares its sha256 (reads the whole file)."""
+        done = json.loads(self.done_path.read_text())
+        if not isinstance(done, dict) or "checkpoint_bytes" not in done:
+            return ""  # a run finished before done.json recorded its checkpoint
+        try:
+            size = self.checkpoint_path.stat().st_size
+        except FileNotFoundError:
+            return "checkpoint.pt of a done run is missing"
+        if size != done["checkpoint_bytes"]:
+            return f"checkpoint.pt is {size} bytes but done.json recorded {done['checkpoint_bytes']} (truncated or overwritten)"
+        if full and done.get("checkpoint_sha256") not in (None, file_sha256(self.checkpoint_path)):
+            return "checkpoint.pt does not match the sha256 done.json recorded (overwritten or damaged)"
+        return ""
 
     def mark_failed(self, reason: str, epoch: int) -> None:
         atomic.write_json(self.failed_path, {"reason": reason, "epoch": epoch})
@@ -185,6 +204,7 @@ class RunDirectory:
                 len(self.read_metrics(strict=True)) == done["metric_records"]
                 and len(self.read_units()) == done["units"]
                 and json.loads(self.config_path.read_text())["hash"]
+                and not self.checkpoint_problem()
             )
         except FileNotFoundError:  # not finished (or a file was removed): not a result
             return False
@@ -217,6 +237,14 @@ class RunDirectory:
         print(f"moved aside {', '.join(path.name for path in present)} of {self.path} ({reason}) to {folder}",
               flush=True)
         return folder
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def is_damage(error: BaseException) -> bool:

@@ -92,3 +92,30 @@ def train_run(config, run_dir, progress: bool = True, heartbeat=None) -> dict:
 def crash_train_run(config, run_dir, progress: bool = True, heartbeat=None) -> dict:
     """A trainer whose every call dies with an exception that is not a RunFailed."""
     raise OSError("disk full (simulated)")
+
+
+def disk_full_train_run(config, run_dir, progress: bool = True, heartbeat=None) -> dict:
+    """train_run on a disk that has just filled up: from now on, in this process, creating or writing
+    a file in the sweep folder fails with ENOSPC (opening existing files, as locks do, still works)."""
+    import builtins
+    import errno
+    import io
+
+    sweep_folder = str(Path(run_dir).resolve().parents[2])
+    real_os_open, real_open = os.open, builtins.open
+
+    def refuse(path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    def os_open(path, flags, *args, **kwargs):
+        if str(path).startswith(sweep_folder) and flags & os.O_CREAT and not os.path.exists(path):
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def open_(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and str(file).startswith(sweep_folder) and set(mode) & set("wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    os.open, builtins.open, io.open = os_open, open_, open_
+    return train_run(config, run_dir, progress, heartbeat)

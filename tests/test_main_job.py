@@ -13,7 +13,7 @@ def test_sweep_with_cca_and_report_end_to_end(tmp_path, capsys):
     code = main([
         "sweep", str(REPO / "experiments/sweeps/digits-alpha.toml"), "--store", str(tmp_path / "sweep"),
         "--workers", "0", "--no-progress", "--report",
-        "--set", "alphas=[-1, 0, 1]", "--set", "seeds=2", "--set", "train.epochs=2",
+        "--set", "alphas=[-1, 0, 1]", "--set", "seeds=2", "--set", "train.epochs=2", "--set", "train.warmup_epochs=1",
     ])
     out = capsys.readouterr().out
     assert code == 0

@@ -83,10 +83,11 @@ def test_run_folder_uses_its_config_and_checkpoint(tmp_path, monkeypatch, digits
     torch.manual_seed(1)
     model = build_model(config, digits)
     torch.save({"model": model.state_dict(), "epoch": 2}, run.checkpoint_path)
-    monkeypatch.chdir(tmp_path)  # the default output folder lands here
+    monkeypatch.chdir(tmp_path)  # the default output folder lands under ./runs/measure, not in the cwd itself
+    monkeypatch.delenv("SELECTIVITY_RUNS", raising=False)
     assert measure("--run", run.path, "--limit", 100) == 0
-    outputs = list(tmp_path.glob("measure-small_cnn-*-seed_3-digits"))
-    assert len(outputs) == 1, list(tmp_path.iterdir())
+    outputs = list(tmp_path.glob("runs/measure/small_cnn-*-seed_3-digits"))
+    assert len(outputs) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["runs"], list(tmp_path.iterdir())
     summary = json.loads((outputs[0] / "summary.json").read_text())
     chosen = torch.from_numpy(reference_stratified_indices(digits.test.images.numpy(), digits.test.labels.numpy(), 100, 0))
     first_100 = type(digits.test)(digits.test.images[chosen].contiguous(), digits.test.labels[chosen].contiguous())
@@ -156,6 +157,30 @@ def test_torchvision_resnet18_reused_relu_is_one_layer_per_call(tmp_path):
     assert list(pd.read_csv(tmp_path / "one" / "layers.csv")["layer"]) == ["layer1.0.relu#2"]
 
 
+def test_a_head_with_more_classes_than_the_dataset_is_scored_over_the_datasets_classes(tmp_path, capsys):
+    """A 10-output head on a 2-class folder: accuracy is that of the head cut to its first 2 outputs,
+    computed here on a model whose fc keeps only those rows."""
+    from selectivity.data import load_dataset
+
+    torch.manual_seed(0)
+    full = torchvision.models.resnet18(num_classes=10)
+    full.fc.bias.data[2:] += 100.0  # the extra classes would win every argmax
+    torch.save(full.state_dict(), tmp_path / "resnet18.pth")
+    tree = write_rgb_tree(tmp_path / "tree")
+    assert measure("--torchvision", "resnet18", "--weights", tmp_path / "resnet18.pth", "--dataset",
+                   "imagefolder", "--data-root", tree, "--out", tmp_path / "out") == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+    assert len(warning) == 1 and "has 10 outputs but imagefolder has 2 classes" in warning[0], warning
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    cut = torchvision.models.resnet18(num_classes=2)
+    state = full.state_dict()
+    state["fc.weight"], state["fc.bias"] = state["fc.weight"][:2], state["fc.bias"][:2]
+    cut.load_state_dict(state)
+    data = load_dataset("imagefolder", root=tree)
+    expected = measure_model(cut.eval(), data.test, 2, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert summary["accuracy"] == expected.accuracy and summary["loss"] == pytest.approx(expected.loss, rel=1e-6)
+
+
 def run_without_checkpoint(tmp_path):
     run = RunDirectory(tmp_path / "run")
     run.claim_settings(config_from_dict({}))
@@ -213,3 +238,22 @@ def test_files_are_only_written_when_complete(tmp_path, small_cnn_weights):
     assert measure("--model", "small_cnn", "--weights", weights, "--dataset", "digits", "--out", tmp_path / "o") == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "layers.csv", "summary.json", "units.csv", "units.parquet"]  # no temporary files left beside them
+
+
+def test_an_error_line_starts_on_its_own_line_after_a_progress_bar(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from tqdm import tqdm
+
+    import selectivity.cli.measure_command as command
+    from selectivity.errors import SelectivityError
+
+    def fails_mid_bar(*_, **__):
+        bar = tqdm(total=10, file=sys.stderr, desc="measure")
+        bar.update(3)
+        raise SelectivityError("something went wrong")
+
+    monkeypatch.setattr(command, "measure_model", fails_mid_bar)
+    assert main(["measure", "--model", "small_cnn", "--dataset", "digits", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "\nselectivity measure: error: something went wrong" in err, repr(err)

@@ -100,3 +100,38 @@ def test_status_into_a_closed_pipe_exits_without_a_traceback(tmp_path):
     finally:
         os.close(write_end)
     assert done.stderr == "" and done.returncode == 141, done.stderr
+
+
+def test_a_full_disk_in_a_sweep_worker_names_the_cause_and_exits_2(tmp_path, capsys):
+    """In a pool worker the disk fills up: the sweep stops with one line naming ENOSPC and the file, exit 2
+    (not "worker process died 2 times"), records no failure, and the run completes once there is room."""
+    spec = write_spec(tmp_path, alphas="[0]", seeds=1)
+    store = tmp_path / "sweep"
+    code = main(["sweep", str(spec), "--store", str(store), "--workers", "1", "--no-progress",
+                 "--trainer", "tests.sweep_fake_trainer:disk_full_train_run"])
+    line = one_line_error(capsys)
+    assert code == 2
+    assert "No space left on device" in line and str(store / "runs") in line and "died" not in line, line
+    assert not list(store.glob("runs/*/seed_0/failed.json"))  # not the run's fault: nothing to --retry-failed
+    assert main(["sweep", str(spec), "--store", str(store), "--workers", "1", "--no-progress", "--trainer", FAKE]) == 0
+
+
+def test_a_checkpoint_torch_cannot_write_on_a_nearly_full_disk_is_enospc_naming_the_file(tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    import selectivity.train.checkpoint as checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    optimizer, generator = torch.optim.SGD(model.parameters(), lr=0.1), torch.Generator()
+
+    def stream_writer_failed(*_, **__):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", stream_writer_failed)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 4096, 4096))
+    with pytest.raises(OSError) as raised:
+        checkpoint.save_checkpoint(tmp_path / "checkpoint.pt", model, optimizer, generator, epoch=1, step=1)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "checkpoint.pt")
+    assert "4096 bytes free" in str(raised.value)

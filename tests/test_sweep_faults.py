@@ -127,6 +127,29 @@ def test_corrupt_and_half_written_runs_are_redone_not_read(reference, tmp_path):
     assert_same_table(pd.read_parquet(store / "results.parquet"), expected)
 
 
+def test_a_done_runs_damaged_checkpoint_is_moved_aside_and_the_run_redone(reference, tmp_path):
+    """The analyses and robustness read a done run's final model from checkpoint.pt: a truncated
+    one (seen by status from its size) or one overwritten in place (seen by the sweep from its
+    sha256) makes the run redone, the damaged file kept in damaged-*/."""
+    _, reference_store, expected = reference
+    store = tmp_path / "sweep"
+    shutil.copytree(reference_store, store)
+    _, _, runs, _ = open_sweep(store)
+    truncated, overwritten = runs[0].directory.checkpoint_path, runs[1].directory.checkpoint_path
+    truncated_bytes = truncated.read_bytes()[:-100]
+    truncated.write_bytes(truncated_bytes)
+    good = bytearray(overwritten.read_bytes())
+    good[len(good) // 2] ^= 0xFF  # same size, one byte changed
+    overwritten.write_bytes(bytes(good))
+    assert [row.shown_state for row in sweep_status(runs)] == ["pending-redo", "done", "done"]
+    assert main(["sweep", str(store), "--workers", "0", "--no-progress"]) == 0
+    attempts = [len(json.loads((run.path / TIMING_FILE).read_text())["attempts"]) for run in runs]
+    assert attempts == [2, 2, 1] and all(run.directory.is_done() for run in runs)
+    assert [p.read_bytes() for p in runs[0].path.glob("damaged-*/checkpoint.pt")] == [truncated_bytes]
+    assert [p.read_bytes() for p in runs[1].path.glob("damaged-*/checkpoint.pt")] == [bytes(good)]
+    assert_same_table(pd.read_parquet(store / "results.parquet"), expected)
+
+
 def test_ray_executor_gives_the_same_table_as_local(reference, tmp_path):
     ray = pytest.importorskip("ray")
     spec, _, expected = reference

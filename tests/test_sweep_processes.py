@@ -210,3 +210,32 @@ def test_a_table_missing_a_run_counted_done_is_never_written(tmp_path, monkeypat
     monkeypatch.setattr(driver, "build_results", lambda runs, folder, analyses: build(runs[:1], folder, analyses))
     assert main(["sweep", str(spec), "--store", str(store), "--workers", "0", "--trainer", FAKE, "--no-progress"]) == 2
     assert not (store / "results.parquet").exists() and not (store / "results.csv").exists()
+
+
+def process_has_exited(pid: int) -> bool:
+    """Gone, or a zombie nobody reaped yet (its parent, the driver, is dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_exit_when_their_driver_is_sigkilled(tmp_path):
+    """A SIGKILLed driver cannot stop its pool: each worker sees its parent gone, unwinds its run
+    (the claim is released, the checkpoint stays) and exits, instead of training on unobserved."""
+    spec = write_spec(tmp_path, alphas="[-1, 0]", seeds=1, epochs=600)
+    store = tmp_path / "sweep"
+    process = cli_sweep(spec, store, "--workers", "2", epoch_seconds=0.2, new_session=True)
+    run_dir = wait_for_first_checkpoint(process, store / "runs")
+    worker = claims.read_claim(run_dir)["pid"]
+    assert worker != process.pid
+    process.kill()  # the driver alone, as an out-of-memory killer would
+    process.communicate(timeout=60)
+    deadline = time.time() + 90  # a hang guard, not a timing assertion
+    while time.time() < deadline and not process_has_exited(worker):
+        time.sleep(0.1)
+    assert process_has_exited(worker), "the worker outlived its driver"
+    assert not (run_dir / "claim.json").exists() and (run_dir / "checkpoint.pt").exists()
+    attempts = json.loads((run_dir / TIMING_FILE).read_text())["attempts"]
+    assert [attempt["outcome"] for attempt in attempts] == ["interrupted"]

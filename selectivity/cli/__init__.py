@@ -35,6 +35,14 @@ def one_line_warnings(command: str):
     return show
 
 
+def end_progress_bars() -> None:
+    """Close every open tqdm bar, so an error line starts on a line of its own (not after a bar)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -51,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141  # 128 + SIGPIPE, as for any program whose pipe was closed
     except SelectivityError as error:
+        end_progress_bars()
         print(f"selectivity {args.command}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a full disk, a folder that cannot be written: one line, not a traceback
+        end_progress_bars()
         print(f"selectivity {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:

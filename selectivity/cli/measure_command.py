@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 
-from selectivity import atomic, model_loading
+from selectivity import atomic, model_loading, paths
 from selectivity.data import DatasetSplits, LabelledImages, list_datasets, load_dataset
 from selectivity.data.normalization import PRESETS, resolve_normalization
 from selectivity.data.subsets import stratified_subset
@@ -50,7 +50,8 @@ def add_parser(subparsers) -> None:
                              "(default: dataset for our models, imagenet for torchvision)")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: measure-<model>-<dataset>)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: $SELECTIVITY_RUNS or ./runs, then "
+                                                     "measure/<model>-<dataset>)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--shuffles", type=int, metavar="S",
                         help="also ROC-AUC, mutual information, lifetime sparseness and S label-shuffle nulls "
@@ -189,12 +190,18 @@ def run(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers)
     device = resolve_device(args.device)  # a device that is not here: one line
     loaded, data = load_model_and_data(args)
-    out = atomic.check_writable(args.out or f"measure-{loaded.label}-{data.name}")  # before measuring
+    # the default lies under the runs root (like `train`), never in the working directory itself
+    out = atomic.check_writable(args.out or paths.runs_root() / "measure" / f"{loaded.label}-{data.name}")
     for note in loaded.notes:  # how a foreign checkpoint was read and renamed, before any number
         print(f"weights: {note}", file=sys.stdout)
     mean, std = resolve_normalization(args.normalize or loaded.normalization, data)
     model = loaded.model.to(device)
-    model_loading.check_output_classes(model, data, loaded.label, device)
+    outputs = model_loading.check_output_classes(model, data, loaded.label, device)
+    if outputs > data.num_classes:  # e.g. a 1000-class head on a 10-class folder
+        warnings.warn(f"model {loaded.label} has {outputs} outputs but {data.name} has {data.num_classes} classes; "
+                      f"accuracy and loss are over its first {data.num_classes} outputs (dataset class i read as the "
+                      "model's class i), not over the extra ones")
+        model.register_forward_hook(lambda module, inputs, logits: logits[:, :data.num_classes])
     split = select_inputs(data, args.split, args.limit)
     measurement = measure_model(
         model, split, data.num_classes, mean, std, layers=layers, batch_size=args.batch_size,

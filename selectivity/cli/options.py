@@ -5,12 +5,22 @@ import math
 from selectivity.errors import SelectivityError
 
 
-def add_set_option(parser: argparse.ArgumentParser) -> None:
-    """--set KEY=VALUE (repeatable), parsed with selectivity.config.parse_assignments."""
-    parser.add_argument(
-        "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
-        help="override any setting, e.g. --set train.lr=0.05 (repeatable)",
-    )
+SET_HELP = ("one or more KEY=VALUE per flag, the flag repeatable (--set a=1 b=2 and --set a=1 --set b=2 are "
+            "the same; put positional arguments before it)")
+
+
+def add_set_option(parser: argparse.ArgumentParser, what: str = "override any setting, e.g. train.lr=0.05") -> None:
+    """--set KEY=VALUE [KEY=VALUE ...], repeatable: the same syntax in every command that has it.
+
+    Read the values with set_assignments(args) (then selectivity.config.parse_assignments).
+    """
+    parser.add_argument("--set", dest="assignments", action="append", nargs="+", default=[], metavar="KEY=VALUE",
+                        help=f"{what}; {SET_HELP}")
+
+
+def set_assignments(args) -> list[str]:
+    """Every KEY=VALUE given to --set, in order, however the flags grouped them."""
+    return [assignment for group in args.assignments for assignment in group]
 
 
 def check_seconds(flag: str, value: float) -> None:

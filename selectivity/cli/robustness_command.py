@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from selectivity import atomic
+from selectivity.cli.options import add_set_option, set_assignments
 from selectivity.config import parse_assignments
 from selectivity.errors import SelectivityError
 from selectivity.sweep.robustness_analyses import DEFAULTS, analyse_run, resolve_settings
@@ -29,9 +30,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="a run folder written by `selectivity train` or a sweep")
     parser.add_argument("--analysis", action="append", choices=ANALYSES, metavar="NAME",
                         help=f"one of {', '.join(ANALYSES)} (repeatable; default: all three)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="assignments",
-                        help="a setting (images=200) for every chosen analysis that has it, or for one "
-                             "(attacks.eps_255=[0,1])")
+    add_set_option(parser, "a setting (images=200) for every chosen analysis that has it, or for one "
+                           "(attacks.eps_255=[0,1])")
     parser.add_argument("--out", metavar="CSV", help="output table (default: robustness-<hash>-<seed folder>.csv)")
     parser.set_defaults(run=run)
 
@@ -61,7 +61,7 @@ def settings_by_analysis(analyses: tuple[str, ...], assignments: list[str]) -> d
 
 def run(args: argparse.Namespace) -> int:
     analyses = tuple(dict.fromkeys(args.analysis or ANALYSES))
-    settings = settings_by_analysis(analyses, args.assignments)
+    settings = settings_by_analysis(analyses, set_assignments(args))
     run_dir = Path(args.run_dir)
     out = Path(args.out or f"robustness-{run_dir.resolve().parent.name}-{run_dir.resolve().name}.csv")
     frames = []

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from selectivity.atomic import check_writable, write_table
 from selectivity.claims import DEFAULT_STALE_AFTER
-from selectivity.cli.options import check_seconds
+from selectivity.cli.options import add_set_option, check_seconds, set_assignments
 from selectivity.cli.report_command import DEFAULT_MARGIN_POINTS
 from selectivity.sweep import build_results, make_executor, open_sweep, parse_set_values, run_sweep
 from selectivity.sweep.executors import RUNS_PER_GPU
@@ -31,8 +31,7 @@ def add_parser(subparsers) -> None:
                         help="ray: CPUs per run (default 1 with GPUs, else 2)")
     parser.add_argument("--store", default=None, help="the sweep folder (default: $SELECTIVITY_RUNS or ./runs, "
                                                       "then the sweep's name); ignored when SPEC is a folder")
-    parser.add_argument("--set", dest="assignments", action="append", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override a spec key (seeds=2) or a config setting (train.epochs=3)")
+    add_set_option(parser, "override a spec key (seeds=2) or a config setting (train.epochs=3)")
     parser.add_argument("--retry-failed", action="store_true", help="rerun runs that failed before")
     parser.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER,
                         help="seconds without a heartbeat before another worker's claim is taken over")
@@ -69,6 +68,12 @@ def check_arguments(args) -> None:
         if value is not None and value < low:
             raise SelectivityError(f"{flag} {value} is out of range; expected an integer >= {low}")
     check_seconds("--stale-after", args.stale_after)
+    from selectivity.report.comparison import check_margin  # numpy/scipy: not for --help
+
+    try:
+        check_margin(args.report_margin)  # before the grid trains, not when the report is written
+    except SelectivityError as error:
+        raise SelectivityError(f"--report-margin: {error}") from None
 
 
 def check_runs_can_start(runs, trainer: str) -> None:
@@ -83,7 +88,7 @@ def check_runs_can_start(runs, trainer: str) -> None:
 
 def _sweep(args) -> int:
     check_arguments(args)
-    assignments = [assignment for group in args.assignments for assignment in group]
+    assignments = set_assignments(args)
     name, folder, runs, analyses = open_sweep(args.spec, args.store, parse_set_values(assignments))
     if args.collect:
         return _collect(name, folder, runs, analyses, Path(args.collect), args.report, args.report_margin)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from selectivity import paths
 from selectivity.atomic import check_writable
-from selectivity.cli.options import add_set_option
+from selectivity.cli.options import add_set_option, set_assignments
 from selectivity.config import load_config, parse_assignments
 from selectivity.store import run_path
 
@@ -36,7 +36,7 @@ def overrides_from(args) -> dict:
     ):
         if value is not None:
             overrides[key] = value
-    overrides.update(parse_assignments(args.assignments))
+    overrides.update(parse_assignments(set_assignments(args)))
     return overrides
 
 

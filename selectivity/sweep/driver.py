@@ -18,7 +18,7 @@ from selectivity.errors import SelectivityError
 from selectivity.sweep import stopping
 from selectivity.sweep.layout import SweepFolder, SweepRun
 from selectivity.sweep.results import build_results, write_results
-from selectivity.sweep.run_state import run_state
+from selectivity.sweep.run_state import move_results_aside, run_state
 from selectivity.sweep.worker import DEFAULT_TRAINER, RunOutcome, RunTask
 
 CRASHES_BEFORE_FAILED = 2
@@ -97,6 +97,10 @@ def _count(outcome: RunOutcome, run: SweepRun, result: SweepResult, crashed: lis
     if outcome.status in ("busy", "lost"):
         waiting.append(run)
         return
+    if outcome.status == "output_error":  # every later run would meet the same disk: stop (exit 2)
+        raise SelectivityError(f"run {outcome.run_id} could not write its output ({outcome.reason}); expected room "
+                               "to write there: free some space and rerun the sweep (finished runs and checkpoints "
+                               "are kept; the run resumes from its last checkpoint)")
     if outcome.status == "crashed":
         crashed.append(run)
         _line(bar, outcome, run, result)
@@ -144,6 +148,7 @@ def run_sweep(name: str, folder: SweepFolder, runs: list[SweepRun], executor, an
     result = SweepResult(total=len(runs))
     todo, crash_counts = [], Counter()
     for run in runs:
+        _move_aside_a_damaged_done_checkpoint(run, stale_after)
         state = run_state(run.directory, stale_after)
         if state.state == "done":
             result.done += 1
@@ -170,6 +175,21 @@ def run_sweep(name: str, folder: SweepFolder, runs: list[SweepRun], executor, an
     write_results(folder, table)
     result.results_path = folder.results_parquet
     return result
+
+
+def _move_aside_a_damaged_done_checkpoint(run: SweepRun, stale_after: float) -> None:
+    """A done run whose checkpoint no longer matches done.json's sha256 is redone: the analyses and
+    robustness read the final model from it. (is_done compares only its size, cheaply.)"""
+    directory = run.directory
+    if directory.is_done():
+        problem = directory.checkpoint_problem(full=True)
+        if problem:
+            claim = claims.try_claim(run.path, stale_after)
+            if claim is not None:  # another worker holding it will see the same damage
+                try:
+                    move_results_aside(directory, problem)
+                finally:
+                    claim.release()
 
 
 def _check_complete(result: SweepResult, table) -> None:

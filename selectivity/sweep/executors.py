@@ -13,6 +13,7 @@ outcome; the driver decides whether to retry.
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -63,11 +64,25 @@ def _stop_on_terminate(signum, frame):
     sys.exit(0)
 
 
+PARENT_POLL_SECONDS = 1.0  # how often a worker looks whether its driver is still there
+
+
+def _exit_when_parent_dies(parent: int) -> None:
+    """A worker whose driver died (SIGKILL, a lost session) would sit idle, or train a run nobody
+    collects: stop like on SIGTERM (the run unwinds, keeps its checkpoint, releases its claim)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(STOP_GRACE_SECONDS)
+    os._exit(1)  # the run did not unwind in time; it resumes from its last checkpoint
+
+
 def _worker_init() -> None:
     # Ctrl-C reaches the whole process group; only the driver acts on it, and stops the workers
     # with SIGTERM, so a run is never interrupted twice in the middle of its cleanup.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
+    threading.Thread(target=_exit_when_parent_dies, args=(os.getppid(),), name="parent watch", daemon=True).start()
 
 
 def _run_in_worker(task: RunTask) -> RunOutcome:

@@ -17,7 +17,7 @@ from pathlib import Path
 from selectivity import atomic
 from selectivity.config import ExperimentConfig, config_from_dict, config_hash, to_dict
 from selectivity.errors import SelectivityError
-from selectivity.paths import runs_root
+from selectivity.paths import check_path_component, runs_root
 from selectivity.store import RunDirectory, run_path
 from selectivity.sweep.analyses import AnalysisPlan
 from selectivity.sweep.spec import SweepSpec, grid_configs, load_sweep_spec
@@ -76,7 +76,7 @@ class SweepFolder:
                 config = config_from_dict(entry["config"])
                 runs.append(SweepRun(config, entry["alpha_label"], run_path(self.runs_dir, config)))
             plan = AnalysisPlan(tuple(manifest.get("analyses", ())), manifest.get("analysis_settings", {}))
-            return str(manifest["name"]), runs, plan
+            return check_path_component(manifest["name"], "sweep.json's name"), runs, plan
         except SelectivityError as error:  # a setting out of range or unknown
             raise self._damaged(str(error)) from None
         except (KeyError, TypeError, AttributeError, ValueError) as error:  # not the shape a sweep writes

@@ -41,7 +41,12 @@ def corruption(directory: RunDirectory) -> str:
         OSError: a file could not be read at all (permissions, I/O): not a reason to redo.
     """
     if directory.done_path.exists():
-        return "done.json does not match the files it names"
+        try:
+            return directory.checkpoint_problem() or "done.json does not match the files it names"
+        except Exception as error:
+            if not is_damage(error):
+                raise
+            return "done.json does not match the files it names"
     try:
         directory.read_metrics(strict=True)
     except Exception as error:

@@ -15,6 +15,7 @@
 analyses) or, for a dotted key, a config setting.
 """
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from selectivity.alpha_schedule import parse_alpha
 from selectivity.config import ExperimentConfig, load_config, read_toml
 from selectivity.config import parse_assignments as parse_set_values  # noqa: F401  (the sweep API's name)
 from selectivity.errors import SelectivityError
+from selectivity.paths import check_path_component
 from selectivity.setup import check_registered_names
 from selectivity.sweep.analyses import AnalysisPlan, check_analysis_settings, get_analysis
 
@@ -70,8 +72,13 @@ def _seeds(value, where: str) -> tuple[int, ...]:
     raise SelectivityError(f"{where} = {value!r}: expected a count >= 1 or a non-empty list of integer seeds")
 
 
-def spec_from_dict(values: dict, spec_dir: Path, default_name: str, where: str = "sweep spec") -> SweepSpec:
-    """Check the spec's keys and types; relative `base` paths are resolved against spec_dir."""
+def spec_from_dict(values: dict, spec_dir: Path, default_name: str, where: str = "sweep spec",
+                   names_overridden: bool = False) -> SweepSpec:
+    """Check the spec's keys and types; relative `base` paths are resolved against spec_dir.
+
+    names_overridden: `analyses` came from the command line, which may leave out analyses the
+    file configures (their settings are kept aside); in the file itself that is refused.
+    """
     unknown = [key for key in values if key not in SPEC_KEYS]
     if unknown:
         raise SelectivityError(f"{where} has unknown key(s) {unknown}; valid keys are: {', '.join(SPEC_KEYS)}")
@@ -96,20 +103,39 @@ def spec_from_dict(values: dict, spec_dir: Path, default_name: str, where: str =
     if len(set(labels)) != len(labels):
         raise SelectivityError(f"{where}: alphas {labels} repeat a value; expected each alpha once")
     return SweepSpec(
-        name=str(values.get("name", default_name)),
+        name=check_path_component(values.get("name", default_name), f"{where}: name"),
         base=(spec_dir / str(values["base"])).resolve(),
         alphas=alphas,
         seeds=_seeds(values.get("seeds", 1), "seeds"),
         overrides=dict(overrides),
-        analyses=_analysis_plan(analyses, values.get("analysis_settings", {}), where),
+        analyses=_analysis_plan(analyses, values.get("analysis_settings", {}), where, names_overridden),
     )
 
 
-def _analysis_plan(names: list, settings, where: str) -> AnalysisPlan:
+def _non_finite(value, key: str) -> str | None:
+    """The dotted key of the first NaN or infinite number inside `value` (lists and tables too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for inner, item in items:
+        found = _non_finite(item, f"{key}.{inner}" if isinstance(value, dict) else f"{key}[{inner}]")
+        if found:
+            return found
+    return None
+
+
+def _analysis_plan(names: list, settings, where: str, names_overridden: bool = False) -> AnalysisPlan:
     if not isinstance(settings, dict):
         raise SelectivityError(f"{where}: analysis_settings = {settings!r}; expected tables [analysis_settings.<name>]")
+    bad = _non_finite(settings, "analysis_settings")
+    if bad:  # TOML has nan and inf; no analysis setting means either
+        raise SelectivityError(f"{where}: {bad} is not finite; expected finite numbers in every analysis setting")
     try:
         plan = AnalysisPlan(tuple(names), settings)
+        unlisted = sorted(set(settings) - set(names))
+        if unlisted and not names_overridden:  # `--set analyses=[...]` may leave configured ones out, a file may not
+            raise SelectivityError(f"analysis_settings for {unlisted}, which analyses = {list(names)} does not run; "
+                                   "expected each configured analysis listed in analyses (or its table removed)")
         for name in plan:  # values too, so a bad setting fails before the runs train
             check_analysis_settings(name, plan.settings[name])
         return plan
@@ -136,7 +162,8 @@ def load_sweep_spec(path: str | Path, cli_overrides: dict | None = None) -> Swee
             values.setdefault("overrides", {})[key] = value
         else:
             values[key] = value
-    return spec_from_dict(values, path.parent, path.stem, where=f"sweep spec {path}")
+    return spec_from_dict(values, path.parent, path.stem, where=f"sweep spec {path}",
+                          names_overridden="analyses" in (cli_overrides or {}))
 
 
 def base_config(spec: SweepSpec) -> ExperimentConfig:

@@ -5,7 +5,9 @@ one picklable RunTask and returns one picklable RunOutcome, and never raises for
 failed: a failure is a result, recorded in the run folder, and the sweep goes on.
 """
 import dataclasses
+import errno
 import importlib
+import os
 import traceback
 from dataclasses import dataclass
 
@@ -17,6 +19,19 @@ from selectivity.sweep.layout import SweepFolder
 from selectivity.sweep.run_state import corruption, finish_attempt, mark_alive, move_results_aside, start_attempt
 
 DEFAULT_TRAINER = "selectivity.train:train_run"
+# a write the disk refused: not the run's fault (no failed.json, which could not be written either),
+# and every later run would meet it too, so the sweep stops and says so
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def is_output_failure(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in OUTPUT_ERRNOS
+
+
+def describe_output_failure(error: OSError) -> str:
+    """"No space left on device: <path>" (the file being written when the disk refused)."""
+    where = f": {error.filename}" if error.filename else ""
+    return f"{error.strerror or os.strerror(error.errno)}{where}"
 
 
 @dataclass(frozen=True)
@@ -38,7 +53,7 @@ class RunTask:
 @dataclass(frozen=True)
 class RunOutcome:
     run_id: str
-    status: str  # done | already_done | failed | busy | lost | crashed
+    status: str  # done | already_done | failed | busy | lost | crashed | output_error (the disk refused a write)
     reason: str = ""
     seconds: float | None = None
 
@@ -107,6 +122,8 @@ def _train(task: RunTask, directory: RunDirectory, heartbeat) -> RunOutcome:
         finish_attempt(directory.path, "lost")
         return RunOutcome(task.run_id, "lost", str(error))
     except Exception as error:  # a failed run is a result: record it and let the sweep go on
+        if is_output_failure(error):
+            raise  # run_task reports it; writing failed.json would fail the same way
         reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
         if not directory.failed_path.exists():  # the trainer records its own failures (NaN loss)
             records = directory.read_metrics(strict=False)
@@ -130,13 +147,18 @@ def run_task(task: RunTask) -> RunOutcome:
         holds it) or lost (our claim was taken over mid-run; the new holder finishes it).
     """
     directory = RunDirectory(task.path)
-    claim = claims.try_claim(directory.path, task.stale_after)
-    if claim is None:
-        holder = claims.read_claim(directory.path) or {}
-        return RunOutcome(task.run_id, "busy", f"{holder.get('host', '?')}:{holder.get('pid', '?')}")
-    interval = min(30.0, max(task.stale_after / 10, 0.05))
-    with claim.kept_alive(interval) as heartbeat:
-        outcome = _prepare(task, directory)
-        if outcome is None:
-            outcome = _train(task, directory, heartbeat)
-    return outcome
+    try:
+        claim = claims.try_claim(directory.path, task.stale_after)
+        if claim is None:
+            holder = claims.read_claim(directory.path) or {}
+            return RunOutcome(task.run_id, "busy", f"{holder.get('host', '?')}:{holder.get('pid', '?')}")
+        interval = min(30.0, max(task.stale_after / 10, 0.05))
+        with claim.kept_alive(interval) as heartbeat:
+            outcome = _prepare(task, directory)
+            if outcome is None:
+                outcome = _train(task, directory, heartbeat)
+        return outcome
+    except OSError as error:
+        if not is_output_failure(error):
+            raise
+        return RunOutcome(task.run_id, "output_error", describe_output_failure(error))

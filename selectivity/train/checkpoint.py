@@ -1,5 +1,8 @@
 """Checkpoints: everything needed to continue a run as if it had never stopped."""
+import errno
+import os
 import pickle
+import shutil
 from pathlib import Path
 
 import torch
@@ -7,6 +10,9 @@ import torch
 from selectivity import atomic
 from selectivity.errors import SelectivityError
 from selectivity.store import RunDirectory, is_damage
+
+
+NEARLY_FULL_BYTES = 64 << 20  # a failed torch.save with less free than this was a full disk
 
 
 class DamagedCheckpoint(Exception):
@@ -29,7 +35,11 @@ def save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, ep
     with atomic.atomic_path(path) as tmp:
         try:
             torch.save(state, tmp)
-        except RuntimeError as error:  # torch's stream writer wraps the write's OSError
+        except RuntimeError as error:  # torch's stream writer wraps the write's OSError (and its errno)
+            free = shutil.disk_usage(Path(path).parent).free
+            if free < NEARLY_FULL_BYTES:  # the usual cause: say it, as an OSError the sweep knows
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({free} bytes free) while writing the "
+                              "checkpoint", str(path)) from error
             raise OSError(f"could not write the checkpoint {path}: {error}") from error
 
 
