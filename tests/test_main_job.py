@@ -39,8 +39,9 @@ def test_sweep_with_cca_and_report_end_to_end(tmp_path, capsys):
 
 def test_train_command_and_its_errors(tmp_path, capsys):
     config = str(REPO / "experiments/small-cnn-digits.toml")
+    # the config warms up for 3 epochs: a 1-epoch run must shorten the warm-up too (refused otherwise)
     assert main(["train", config, "--epochs", "1", "--alpha", "-1", "--out", str(tmp_path), "--no-progress",
-                 "--set", "train.lr=0.02"]) == 0
+                 "--set", "train.lr=0.02", "--set", "train.warmup_epochs=1"]) == 0
     out = capsys.readouterr().out
     run_dir = Path(out.splitlines()[0].removeprefix("run folder: "))
     stored = json.loads((run_dir / "config.json").read_text())["config"]
