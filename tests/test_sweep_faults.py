@@ -172,3 +172,27 @@ def test_missing_ray_is_a_one_line_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(SelectivityError, match=r"pip install 'selectivity\[ray\]'"):
         make_executor("ray")
+
+
+def test_an_inline_sweep_trains_with_the_executors_threads_whatever_the_callers_setting(reference, tmp_path):
+    """A caller with one torch thread (as under OMP_NUM_THREADS=1) gets the same table as the reference: each
+    run trains with the executor's thread count (every usable core), recorded in its attempt; the caller's
+    own setting is restored afterwards."""
+    import torch
+
+    spec, _, expected = reference
+    loaded = load_sweep_spec(spec, {"alphas": [-1]})
+    folder = SweepFolder(tmp_path / "sweep")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = run_sweep(loaded.name, folder, folder.runs_for(loaded), make_executor("local", 0), progress=False)
+        assert torch.get_num_threads() == 1  # restored
+    finally:
+        torch.set_num_threads(before)
+    assert (result.done, result.exit_code) == (1, 0)
+    (run,) = folder.runs_for(loaded)
+    attempts = json.loads((run.path / TIMING_FILE).read_text())["attempts"]
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert [attempt["threads"] for attempt in attempts] == [usable]
+    assert_same_table(pd.read_parquet(folder.results_parquet), expected)

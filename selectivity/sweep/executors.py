@@ -186,9 +186,16 @@ class LocalExecutor:
 
 
 class InlineExecutor:
-    """Runs each task in this process, one after another."""
+    """Runs each task in this process, one after another.
 
-    threads_per_run = None  # leave torch's threads as they are
+    Each run gets every core this process may use as torch threads, as a one-worker pool
+    would: a CPU run's numbers depend on its thread count, so the count comes from the
+    executor, never from the caller's OMP_NUM_THREADS (the process's own setting is restored
+    after each run).
+    """
+
+    def __init__(self):
+        self.threads_per_run = cpu_count()
 
     def device_for(self, index: int) -> str | None:
         return None
@@ -196,7 +203,15 @@ class InlineExecutor:
     def run(self, tasks: list[RunTask]) -> Iterator[RunOutcome]:
         for task in tasks:
             stopping.check()  # a stop whose exception was lost still stops the queue
-            yield run_task(task)
+            torch = sys.modules.get("torch")
+            before = torch.get_num_threads() if torch is not None else None
+            try:
+                outcome = run_task(task)
+            finally:
+                torch = sys.modules.get("torch")
+                if before is not None and torch is not None:
+                    torch.set_num_threads(before)
+            yield outcome
 
     def close(self) -> None:
         pass

@@ -124,7 +124,7 @@ def read_timing(run_dir: str | Path) -> dict:
     return _load_timing(run_dir)[0]
 
 
-def start_attempt(run_dir: str | Path, resumed: bool) -> None:
+def start_attempt(run_dir: str | Path, resumed: bool, threads: int | None = None) -> None:
     """Record that this process starts (or resumes) the run; call only while holding its claim.
 
     A damaged timing.json is moved aside (kept for a person to look at) before it is rewritten.
@@ -133,7 +133,8 @@ def start_attempt(run_dir: str | Path, resumed: bool) -> None:
     if damaged:
         RunDirectory(run_dir).move_aside([Path(run_dir) / TIMING_FILE], "timing.json is malformed")
     timing["attempts"].append({"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
-                               "end": None, "outcome": None, "resumed": resumed})
+                               "end": None, "outcome": None, "resumed": resumed,
+                               "threads": threads})  # torch threads: a CPU run's numbers depend on them
     atomic.write_json(Path(run_dir) / TIMING_FILE, timing)
 
 

@@ -98,12 +98,12 @@ def _train(task: RunTask, directory: RunDirectory, heartbeat) -> RunOutcome:
     config = task.config
     if task.device is not None:
         config = dataclasses.replace(config, device=task.device)
-    if task.threads:
-        import torch  # here, not at the top: the sweep's driver process never needs torch
+    import torch  # here, not at the top: the sweep's driver process never needs torch
 
+    if task.threads:
         torch.set_num_threads(task.threads)
     resumed = directory.checkpoint_path.exists()
-    start_attempt(directory.path, resumed)
+    start_attempt(directory.path, resumed, torch.get_num_threads())
     folder = SweepFolder(task.sweep_path)
     folder.log_event("start", task.run_id, resumed=resumed)
     print(f"start  [{task.index}/{task.total}] {task.run_id} alpha={task.alpha_label} seed={config.seed}"
