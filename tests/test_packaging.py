@@ -105,3 +105,15 @@ def test_a_missing_or_mismatched_torchvision_is_one_clear_error(monkeypatch, fai
     assert "\n" not in str(error.value) and str(failure) in str(error.value)
     with pytest.raises(SelectivityError, match="--download needs torchvision"):
         base.download_and_extract_archive("https://example.org/x.tar.gz", download_root="unused")
+
+
+def test_readme_cpu_line_and_quick_start_use_the_ci_versions():
+    readme = (REPO / "README.md").read_text()
+    pins = load_freeze_diff().parse_freeze((REPO / "constraints" / "ci.txt").read_text())
+    cpu_lines = [line for line in readme.splitlines() if "--index-url https://download.pytorch.org/whl/cpu" in line]
+    assert cpu_lines, "the README has no CPU-only torch line"
+    for line in cpu_lines:
+        for package in ("torch", "torchvision"):
+            assert f" {package}=={pins[package]} " in f" {line} ", f"{line!r} does not install {package}=={pins[package]}"
+    assert readme.index(cpu_lines[0]) < readme.index("# 1. set up"), "the CPU-only line comes after the quick start"
+    assert 'python3 -m pip install -c constraints/ci.txt -e ".[test]" && python3 -m selectivity sweep' in readme
