@@ -1,4 +1,6 @@
 """selectivity: measure and causally control the class selectivity of units in deep networks."""
+from importlib import metadata as _metadata
+
 from selectivity.capture import UnitCapture, resolve_layers
 from selectivity.errors import SelectivityError
 from selectivity.metrics import (
@@ -12,7 +14,10 @@ from selectivity.metrics import (
 )
 from selectivity.regularizer import SelectivityRegularizer
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml; the installed metadata carries it
+    __version__ = _metadata.version("selectivity")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 __all__ = [
     "SelectivityAccumulator",
     "SelectivityError",

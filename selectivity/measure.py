@@ -60,7 +60,8 @@ def evaluation_batches(
     Args:
         model: maps normalised [B, C, H, W] to [B, K] logits.
         split: uint8 images and labels (on the CPU or already on `device`), in order.
-        mean, std: normalisation statistics of the training data.
+        mean: per-channel mean of the training data (the normalisation statistics, [0, 1] scale).
+        std: per-channel std of the training data.
         layers: unit layers ("relu", "blocks", or module names).
         batch_size: inputs per forward pass.
         device: where the model runs.
@@ -111,7 +112,8 @@ def measure_model(
             it is put in eval mode and restored afterwards.
         split: uint8 images and labels (on the CPU or already on `device`).
         num_classes: K.
-        mean, std: normalisation statistics of the training data.
+        mean: per-channel mean of the training data (the normalisation statistics, [0, 1] scale).
+        std: per-channel std of the training data.
         layers: unit layers ("relu", "blocks", or module names).
         batch_size: inputs per forward pass.
         device: where the model runs.
@@ -179,7 +181,13 @@ def unit_activations(
     """Unit activations of the first `num_images` images of `split`, kept (for CCA-like analyses).
 
     Args:
-        model, split, mean, std, layers, batch_size, device: as for `evaluation_batches`.
+        model: as for `evaluation_batches`.
+        split: as for `evaluation_batches`.
+        mean: as for `evaluation_batches`.
+        std: as for `evaluation_batches`.
+        layers: as for `evaluation_batches`.
+        batch_size: as for `evaluation_batches`.
+        device: as for `evaluation_batches`.
         num_images: how many images, from the start of `split` (at most len(split)).
     Returns:
         {layer: [num_images, U] CPU tensor in the model's activation dtype}, in capture order.

@@ -157,6 +157,20 @@ def load_registry_model(name: str, data: DatasetSplits, weights: str | Path | No
     return LoadedModel(model, name, "dataset", tuple(notes))
 
 
+def import_torchvision():
+    """torchvision, imported only here: it is an optional extra, and a torchvision built for another
+    torch (PyPI's CUDA wheel beside a CPU-only torch) fails at import with a RuntimeError."""
+    try:
+        import torchvision
+    except (ImportError, RuntimeError) as error:
+        reason = " ".join(str(error).split())
+        raise SelectivityError(
+            f"--torchvision needs torchvision built for the installed torch {torch.__version__} ({reason}); "
+            "expected `pip install torchvision` from the index your torch came from, "
+            "e.g. --index-url https://download.pytorch.org/whl/cpu for a CPU-only torch") from None
+    return torchvision
+
+
 def load_torchvision_model(name: str, weights: str | Path | None, data: DatasetSplits,
                            trust: bool = False) -> LoadedModel:
     """torchvision.models.get_model(name, weights=None, num_classes=<from the weights>) + local weights.
@@ -168,8 +182,7 @@ def load_torchvision_model(name: str, weights: str | Path | None, data: DatasetS
         data: the dataset to measure on.
         trust: allow weights_only=False for a file holding other objects.
     """
-    import torchvision
-
+    torchvision = import_torchvision()
     if weights is None:
         raise SelectivityError(f"--torchvision {name} needs --weights FILE; expected a local state_dict such as resnet18-f37072fd.pth")
     known = torchvision.models.list_models(module=torchvision.models)

@@ -6,6 +6,7 @@ import os
 import sys
 import warnings
 
+from selectivity import __version__
 from selectivity.errors import SelectivityError
 
 # Each module defines add_parser(subparsers), which registers its subcommand and sets `run`.
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="selectivity",
         description="Measure and causally control the class selectivity of units in deep networks.",
     )
+    parser.add_argument("--version", action="version", version=f"selectivity {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"selectivity.cli.{name}_command").add_parser(subparsers)

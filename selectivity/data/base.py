@@ -100,3 +100,16 @@ def channel_mean_std(images: torch.Tensor, chunk_size: int = 4096) -> tuple[tupl
 
 class MissingSourceError(SelectivityError):
     """A dataset file or folder is absent (as opposed to present but unreadable): a download may help."""
+
+
+def download_and_extract_archive(*args, **kwargs) -> None:
+    """torchvision's downloader (checksum, resume, extraction), imported only when a dataset is fetched:
+    torchvision is an optional extra, and nothing else in the data stage needs it."""
+    try:
+        from torchvision.datasets.utils import download_and_extract_archive as download
+    except (ImportError, RuntimeError) as error:
+        raise SelectivityError(f"--download needs torchvision ({' '.join(str(error).split())}); expected "
+                               "`pip install torchvision` built for the installed torch, or the dataset's "
+                               "files already in --data-root") from None
+    download(*args, **kwargs)
+

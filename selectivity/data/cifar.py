@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.datasets.utils import download_and_extract_archive
 
-from selectivity.data.base import DatasetSplits, LabelledImages, MissingSourceError, channel_mean_std
+from selectivity.data.base import (DatasetSplits, LabelledImages, MissingSourceError, channel_mean_std,
+                                   download_and_extract_archive)
 from selectivity.data.registry import DatasetLoader, register
 from selectivity.errors import SelectivityError
 

@@ -7,9 +7,9 @@ import warnings
 from pathlib import Path
 
 import torch
-from torchvision.datasets.utils import download_and_extract_archive
 
-from selectivity.data.base import DatasetSplits, LabelledImages, MissingSourceError, channel_mean_std
+from selectivity.data.base import (DatasetSplits, LabelledImages, MissingSourceError, channel_mean_std,
+                                   download_and_extract_archive)
 from selectivity.data.image_files import decode_image_files
 from selectivity.data.registry import DatasetLoader, register
 from selectivity.errors import SelectivityError
