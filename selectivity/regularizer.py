@@ -130,6 +130,18 @@ class SelectivityRegularizer:
             return torch.zeros((), device=labels.device)
         return -self.alpha * mean_si
 
+    def layer_selectivity(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Detached mu_SI of each captured layer for the batch just run, for logging.
+
+        Empty when nothing was captured on this step (not attached, or a step start_step skips).
+        Each value is `batch_network_selectivity` of that layer alone, so their mean is the
+        mu_SI the penalty uses.
+        """
+        if self._capture is None or not self._capture.enabled:
+            return {}
+        return {name: batch_network_selectivity([units.detach()], labels, self.num_classes, self.eps)
+                for name, units in self._capture.activations.items()}
+
     def _check_once(self, activations: list[torch.Tensor]) -> None:
         """SI is undefined on negative activations: refuse them (one host sync, first batch only)."""
         names = list(self._capture.activations)

@@ -14,6 +14,7 @@ ALLOWED = {
     "metrics": set(),
     "analysis": {"metrics"},
     "regularizer": {"capture", "metrics"},
+    "integrations": {"regularizer", "capture", "metrics"},
     "measure": {"data", "capture", "metrics"},
     "setup": {"data", "models", "capture"},
     "store": set(),

@@ -11,6 +11,7 @@ from selectivity.sweep import build_results, make_executor, open_sweep, parse_se
 from selectivity.sweep.executors import RUNS_PER_GPU
 from selectivity.errors import SelectivityError
 from selectivity.sweep.stopping import stop_on_signals
+from selectivity.sweep.take_runs import plan_text, take_runs
 from selectivity.sweep.worker import DEFAULT_TRAINER, load_trainer
 
 
@@ -21,7 +22,8 @@ def add_parser(subparsers) -> None:
                     "results.csv in the sweep folder. Exit code: the number of failed runs (0: all done).")
     parser.add_argument("spec", help="sweep spec file (TOML; see docs/sweeps.md), or a sweep folder to rerun "
                                      "the grid recorded in its sweep.json")
-    parser.add_argument("--executor", choices=("local", "ray"), default="local", help="where runs execute")
+    parser.add_argument("--executor", choices=("local", "ray", "submitit"), default="local",
+                        help="where runs execute (submitit: a SLURM job array, see docs/sweeps.md)")
     parser.add_argument("--workers", type=int, default=None,
                         help="local: concurrent runs (default: one per 2 CPU cores, or --runs-per-gpu per GPU; "
                              "0 runs them one by one in this process)")
@@ -46,7 +48,26 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--report-margin", type=float, default=DEFAULT_MARGIN_POINTS, metavar="POINTS",
                         help="with --report: the accuracy margin of the 'no loss' verdicts (see "
                              "`selectivity report --margin`; default %(default)s)")
+    parser.add_argument("--max-runs", type=int, default=None, metavar="K",
+                        help="worker mode: train at most K runs nobody holds, skip runs other processes hold "
+                             "(never wait for them) and exit; the table is written once the grid is complete")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list what would run (and what is skipped, and why); trains and claims nothing")
+    add_submitit_arguments(parser)
     parser.set_defaults(run=run)
+
+
+def add_submitit_arguments(parser) -> None:
+    group = parser.add_argument_group("submitit executor (SLURM job arrays)")
+    group.add_argument("--cluster", choices=("slurm", "local", "debug"), default=None,
+                       help="submitit: where the array runs (default: SLURM when sbatch is here, else local processes)")
+    group.add_argument("--submitit-folder", default=None, metavar="DIR",
+                       help="submitit: pickles and task logs (default: SWEEP_FOLDER/submitit; on shared storage)")
+    group.add_argument("--timeout-min", type=int, default=60, help="submitit: each task's time limit in minutes")
+    group.add_argument("--partition", default=None, help="submitit: the SLURM partition")
+    group.add_argument("--gpus-per-run", type=int, default=0, help="submitit: GPUs per array task")
+    group.add_argument("--array-parallelism", type=int, default=256,
+                       help="submitit: at most this many array tasks at once")
 
 
 def _resume_command(args) -> str:
@@ -92,10 +113,25 @@ def _sweep(args) -> int:
     name, folder, runs, analyses = open_sweep(args.spec, args.store, parse_set_values(assignments))
     if args.collect:
         return _collect(name, folder, runs, analyses, Path(args.collect), args.report, args.report_margin)
+    if args.max_runs is not None and args.max_runs < 1:
+        raise SelectivityError(f"--max-runs {args.max_runs} is out of range; expected an integer >= 1")
+    if args.dry_run:
+        print(f"sweep {name}: {len(runs)} runs in {folder.path}")
+        print(plan_text(runs, args.stale_after, args.retry_failed, args.max_runs))
+        return 0
     check_runs_can_start(runs, args.trainer)
     check_writable(folder.path)  # before any run starts
+    submitit_options = {"folder": Path(args.submitit_folder or folder.path / "submitit"), "cluster": args.cluster,
+                        "timeout_min": args.timeout_min, "partition": args.partition,
+                        "gpus_per_run": args.gpus_per_run, "array_parallelism": args.array_parallelism}
     executor = make_executor(args.executor, workers=args.workers, address=args.address,
-                             runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run)
+                             runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run,
+                             submitit_options=submitit_options)
+    if args.max_runs is not None:
+        try:
+            return _work(name, folder, runs, analyses, executor, args)
+        finally:
+            executor.close()
     alphas, seeds = len({run.alpha_label for run in runs}), len({run.config.seed for run in runs})
     print(f"sweep {name}: {alphas} alphas x {seeds} seeds = {len(runs)} runs in {folder.path}", flush=True)
     try:
@@ -113,6 +149,20 @@ def _sweep(args) -> int:
         print(f"  failed {run_id}: {reason}")
     if result.done:
         _summarize(folder.path, args.report, args.report_margin)
+    return result.exit_code
+
+
+def _work(name, folder, runs, analyses, executor, args) -> int:
+    """`--max-runs K`: this process trains at most K free runs and exits (see selectivity.sweep.take_runs)."""
+    result = take_runs(name, folder, runs, executor, args.max_runs, analyses, retry_failed=args.retry_failed,
+                       stale_after=args.stale_after, trainer=args.trainer)
+    print(f"sweep {name}: this worker ran {len(result.taken)} of {result.total} runs "
+          f"({result.skipped} skipped: held by other workers)")
+    if result.results_path is not None:
+        print(f"sweep {name}: every run is done or failed; results: {result.results_path}")
+    else:
+        print(f"sweep {name}: runs are left for other workers; once they finish, build the table with: "
+              f"selectivity sweep {shlex.quote(args.spec)} --collect DIR")
     return result.exit_code
 
 

@@ -5,6 +5,8 @@
     inline  workers = 0: runs one after another in this process (debugging, profiling)
     ray     Ray tasks with fractional GPUs (num_gpus = 1/runs_per_gpu); address "auto" joins a
             running cluster, no address starts a local Ray instance
+    submitit  a SLURM job array per round of runs (or submitit's local processes), see
+            selectivity.sweep.submitit_executor
 
 Every executor has run(tasks) -> iterator of RunOutcome, threads_per_run, device_for(index)
 and close(). A worker process that dies (SIGKILL, out-of-memory killer) yields a "crashed"
@@ -218,7 +220,8 @@ class InlineExecutor:
 
 
 def make_executor(name: str, workers: int | None = None, address: str | None = None,
-                  runs_per_gpu: int = RUNS_PER_GPU, cpus_per_run: int | None = None):
+                  runs_per_gpu: int = RUNS_PER_GPU, cpus_per_run: int | None = None,
+                  submitit_options: dict | None = None):
     """The executor named by `selectivity sweep --executor`.
 
     Args:
@@ -226,7 +229,8 @@ def make_executor(name: str, workers: int | None = None, address: str | None = N
         workers: local: concurrent runs (None = default_workers(), 0 = inline).
         address: ray: cluster address ("auto" joins a running cluster; None starts one).
         runs_per_gpu: concurrent runs sharing one GPU (local default workers; ray num_gpus = 1/k).
-        cpus_per_run: ray: CPUs per task (default 1 with GPUs, 2 without).
+        cpus_per_run: ray: CPUs per task (default 1 with GPUs, 2 without); submitit: CPUs per task (default 2).
+        submitit_options: submitit: SubmititExecutor's keyword arguments (folder, cluster, ...).
     Returns:
         An executor (see module docstring).
     """
@@ -237,4 +241,11 @@ def make_executor(name: str, workers: int | None = None, address: str | None = N
         from selectivity.sweep.ray_executor import RayExecutor
 
         return RayExecutor(address=address, runs_per_gpu=runs_per_gpu, cpus_per_run=cpus_per_run)
-    raise SelectivityError(f"unknown executor {name!r}; expected 'local' or 'ray'")
+    if name == "submitit":
+        from selectivity.sweep.submitit_executor import SubmititExecutor
+
+        options = dict(submitit_options or {})
+        if cpus_per_run is not None:
+            options["cpus_per_run"] = cpus_per_run
+        return SubmititExecutor(**options)
+    raise SelectivityError(f"unknown executor {name!r}; expected 'local', 'ray' or 'submitit'")
