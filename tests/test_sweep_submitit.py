@@ -5,6 +5,7 @@ The killed-task test uses the real trainer at smoke size, as tests/test_sweep_fa
 a resumed run must give the same table as an uninterrupted local sweep.
 """
 import json
+import re
 import os
 import signal
 import subprocess
@@ -151,3 +152,36 @@ def test_bad_submitit_settings_are_one_line_errors(tmp_path, monkeypatch, capsys
     monkeypatch.setitem(sys.modules, "submitit", None)
     with pytest.raises(SelectivityError, match=r"pip install 'selectivity\[slurm\]'"):
         make_executor("submitit", submitit_options={"folder": tmp_path})
+
+
+def recipe_commands() -> list[list[str]]:
+    """The `selectivity sweep ...` lines of docs/sweeps.md's sbatch recipe, as argument lists."""
+    text = (REPO / "docs" / "sweeps.md").read_text()
+    section = text[text.index("### On a SLURM cluster without a long-running driver"):]
+    block = section[section.index("```bash"):section.index("```", section.index("```bash") + 7)]
+    return [line.split() for line in re.findall(r'selectivity (sweep [^"\n]+)', block)]
+
+
+def test_the_documented_sbatch_recipe_runs_the_grid_to_its_table(tmp_path, capsys):
+    """Dry run, then one `--max-runs 1` worker per array task (run here one after another, as tasks
+    that never overlap would), then `--collect`: the table equals a plain sweep's on the same spec."""
+    dry, worker, collect = recipe_commands()
+    assert "--dry-run" in dry and "--max-runs" in worker and "--collect" in collect
+    spec = write_spec(tmp_path)
+    store, table = tmp_path / "runs", tmp_path / "table"
+
+    def as_run(command):
+        argv = [str(spec) if part.endswith(".toml") else part for part in command]
+        argv = [part.replace("$SCRATCH/runs", str(store)).replace("$SCRATCH/table", str(table)) for part in argv]
+        return main(argv + ["--no-progress"])
+
+    assert as_run(dry) == 0 and not list(store.rglob("claim*"))
+    assert "2 of 2 runs would run" in capsys.readouterr().out
+    for task in range(3):  # one task more than the grid has runs: it finds nothing to do and exits 0
+        assert as_run(worker) == 0
+        assert len(list(store.rglob("done.json"))) == min(task + 1, 2)  # --max-runs 1: one run per task
+    assert as_run(collect) == 0
+    plain = tmp_path / "plain"
+    assert main(["sweep", str(spec), "--store", str(plain), "--workers", "0", "--no-progress"]) == 0
+    assert_same_table(pd.read_parquet(table / "results.parquet"), pd.read_parquet(plain / "results.parquet"))
+    assert all(flags == [False] for flags in starts(store).values())  # each run trained once, never resumed
