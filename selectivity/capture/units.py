@@ -42,12 +42,12 @@ def is_activation(module: nn.Module) -> bool:
 
 def block_output_names(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
     """Block outputs: the model's own list, else torchvision ResNet `layerX.Y`, timm ViT `blocks.N`,
-    timm ConvNeXt/EfficientNet-style `stages.N.blocks.M` / `blocks.N.M`, Hugging Face `encoder.layer.N`."""
+    timm ConvNeXt `stages.N.blocks.M`, EfficientNet/MobileNet `blocks.N.M`, Hugging Face `[encoder.]layer[s].N`."""
     names = list(getattr(model, "block_output_layers", ()))
     if names:
         return names
-    patterns = (r"layer\d+\.\d+", r"blocks\.\d+", r"stages\.\d+\.blocks\.\d+", r"blocks\.\d+\.\d+",
-                r"(.+\.)?encoder\.layers?\.\d+")
+    patterns = (r"layer\d+\.\d+", r"stages\.\d+\.blocks\.\d+", r"blocks\.\d+\.\d+", r"blocks\.\d+",
+                r"(.+\.)?(encoder\.)?layers?\.\d+")
     for pattern in patterns:
         names = [n for n in modules if re.fullmatch(pattern, n)]
         if names:
@@ -289,6 +289,8 @@ class UnitCapture:
         def record(module, inputs, output):
             if not self.enabled:
                 return
+            if isinstance(output, (tuple, list)):  # HF layers may return (hidden_states, attentions, ...)
+                output = output[0]
             output = output.detach() if self.detach else output
             layout = self._layout_for(name, output)
             mask = self.token_mask if layout.kind == "tokens" else None
