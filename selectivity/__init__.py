@@ -13,6 +13,26 @@ from selectivity.metrics import (
     unit_table,
 )
 from selectivity.regularizer import SelectivityRegularizer
+from selectivity.capture import UnitLayout
+from selectivity.api import UnitMeasurement
+import types as _types
+
+import selectivity.measure as _measure_module
+from selectivity.api import measure as _measure_call
+
+
+class _CallableModule(_types.ModuleType):
+    """`selectivity.measure(model, loader, ...)` is selectivity.api.measure, while `selectivity.measure`
+    stays the module of measure_model and evaluation_batches (imports, patches and docs of it keep working)."""
+
+    def __call__(self, *args, **kwargs):
+        return _measure_call(*args, **kwargs)
+
+    __call__.__doc__ = _measure_call.__doc__
+
+
+_measure_module.__class__ = _CallableModule
+measure = _measure_module
 
 try:  # the version is written once, in pyproject.toml; the installed metadata carries it
     __version__ = _metadata.version("selectivity")
@@ -30,4 +50,7 @@ __all__ = [
     "resolve_layers",
     "selectivity_index",
     "unit_table",
+    "UnitLayout",
+    "UnitMeasurement",
+    "measure",
 ]

@@ -18,15 +18,16 @@ from selectivity.capture import UnitCapture
 from selectivity.data.base import LabelledImages
 from selectivity.data.batches import normalize_images
 from selectivity.errors import SelectivityError
-from selectivity.metrics import SelectivityAccumulator, layer_summary, network_mean_si, unit_table
-from selectivity.metrics.null_table import chance_layer_summary, shuffled_unit_table
-from selectivity.metrics.shuffles import ShuffledAccumulator, ShuffleSettings, label_shuffles
+from selectivity.metrics import network_mean_si
+from selectivity.metrics.shuffles import ShuffleSettings, label_shuffles
+from selectivity.metrics.unit_tables import UnitTables
 
 
 @dataclass(frozen=True)
 class Measurement:
-    units: pd.DataFrame  # one row per unit: layer, unit, si, preferred_class, mu_max, mu_rest, d_prime, dead
-    layers: pd.DataFrame  # one row per layer: layer, num_units, mean_si, dead_units, dead_fraction
+    units: pd.DataFrame  # one row per unit: layer, unit, si, preferred_class, mu_max, mu_rest, d_prime, dead,
+    #                      layout, reduction, signed
+    layers: pd.DataFrame  # one row per layer: layer, num_units, mean_si, dead_units, dead_fraction, layout, ...
     accuracy: float
     loss: float
     mean_si: float  # mean over units in a layer, then over layers
@@ -50,6 +51,8 @@ def evaluation_batches(
     progress: bool = False,
     description: str = "measure",
     perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    capture_options: dict | None = None,
+    capture_ready: Callable[[UnitCapture], None] | None = None,
 ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
     """The one evaluation pass: `split` streamed through `model` in eval mode, no gradients.
 
@@ -69,6 +72,8 @@ def evaluation_batches(
         perturb: optional (images, labels) -> images applied to each batch before normalisation,
             on float [B, C, H, W] images in [0, 1] (a corruption or an attack; it may enable
             gradients itself). None: the uint8 images are normalised directly.
+        capture_options: UnitCapture's layouts, tokens, signed, keep_raw (None: its defaults).
+        capture_ready: called with the UnitCapture once it is installed (for its raw responses and settings).
     Yields:
         ({layer: [B, U] unit activations}, logits [B, K] float32, labels [B]) per batch.
     """
@@ -76,7 +81,9 @@ def evaluation_batches(
     model.eval()
     starts = range(0, len(split), batch_size)
     try:
-        with UnitCapture(model, layers) as capture:
+        with UnitCapture(model, layers, **(capture_options or {})) as capture:
+            if capture_ready is not None:
+                capture_ready(capture)
             for start in tqdm(starts, desc=description, disable=not progress, unit="batch", leave=False):
                 images = split.images[start : start + batch_size].to(device, non_blocking=True)
                 labels = split.labels[start : start + batch_size].to(device, non_blocking=True)
@@ -104,6 +111,9 @@ def measure_model(
     shuffles: ShuffleSettings | None = None,
     perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     observe: Callable[[dict[str, torch.Tensor]], None] | None = None,
+    layouts=None,
+    tokens: str | None = None,
+    signed=None,
 ) -> Measurement:
     """Accuracy, cross-entropy and per-unit selectivity of `model` on `split`, streamed.
 
@@ -124,26 +134,29 @@ def measure_model(
         perturb: as for `evaluation_batches`.
         observe: optional callback given each batch's {layer: [B, U]} unit activations
             (e.g. a covariance accumulator); called after the batch's forward pass.
+        layouts, tokens, signed: each layer's declared layout, the token reduction and the
+            signed choice (see UnitCapture); recorded in the tables' layout/reduction/signed columns.
 
     Returns:
         A Measurement with the per-unit and per-layer tables and the summaries.
     """
-    accumulator = SelectivityAccumulator(num_classes)
+    signed_any = signed is not None and (not isinstance(signed, dict) or any(signed.values()))
+    tables = UnitTables(num_classes, signed_any, shuffles)
+    options = {"layouts": layouts, "tokens": tokens, "signed": signed, "keep_raw": signed_any}
+    captures = []
     correct = torch.zeros((), dtype=torch.int64, device=device)
     correct_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
     inputs_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    shuffled = ShuffledAccumulator(num_classes, shuffles.bins) if shuffles else None
     labelings = label_shuffles(split.labels, num_classes, shuffles.shuffles, shuffles.seed).to(device) if shuffles else None
     start = 0  # evaluation_batches streams `split` in order
     batches = evaluation_batches(model, split, mean, std, layers, batch_size, device, channels_last, progress,
-                                 description, perturb)
+                                 description, perturb, options, captures.append)
     for activations, logits, labels in batches:
-        accumulator.update(activations, labels)
+        # label_shuffles checked every label up front
+        tables.update(captures[0], labels, labelings[:, start : start + len(labels)] if shuffles else None)
         if observe is not None:
             observe(activations)
-        if shuffled is not None:  # label_shuffles checked every label up front
-            shuffled.update(activations, labelings[:, start : start + len(labels)])
         start += len(labels)
         hits = logits.argmax(1) == labels  # [B]
         correct += hits.sum()
@@ -153,11 +166,7 @@ def measure_model(
         correct_per_class.index_add_(0, index, (hits & valid).long())
         inputs_per_class.index_add_(0, index, valid.long())
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
-    units = unit_table(accumulator.result())
-    layers = layer_summary(units)
-    if shuffled is not None:
-        units = pd.concat([units, shuffled_unit_table(shuffled.result()).drop(columns=["layer", "unit"])], axis=1)
-        layers = layers.merge(chance_layer_summary(units), on="layer", how="left", sort=False)
+    units, layers = tables.tables()
     return Measurement(
         units=units,
         layers=layers,

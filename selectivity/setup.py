@@ -124,12 +124,14 @@ def build_model(config: ExperimentConfig, data: DatasetSplits) -> nn.Module:
 
 @torch.no_grad()
 def probe_model(model: nn.Module, data: DatasetSplits, unit_layers: dict[str, object], device: torch.device,
-                channels_last: bool = False) -> None:
+                channels_last: bool = False, signed: dict[str, object] | None = None) -> None:
     """A dry eval-mode forward pass on a few test images: refuse, before training, what would fail later.
 
     Refuses images too small for the model (its RuntimeError becomes one line naming the
-    size) and unit layers with negative activations (SI is defined on non-negative, e.g.
-    post-ReLU, activations). Eval mode and no_grad: no BatchNorm statistics or RNG change.
+    size), layers whose layout is not known, and unit layers with negative activations for which
+    no signed choice was made (SI is defined on non-negative responses; "positive", "min_shift"
+    or "abs" make it defined, see capture.layouts). Eval mode and no_grad: no BatchNorm
+    statistics or RNG change.
 
     Args:
         model: the built model, on `device`.
@@ -137,6 +139,7 @@ def probe_model(model: nn.Module, data: DatasetSplits, unit_layers: dict[str, ob
         unit_layers: {"evaluation.layers": "relu", ...}: the setting's name and its layers.
         device: where the model is.
         channels_last: the memory layout the run uses.
+        signed: {setting: signed choice} for the settings that made one (UnitCapture's `signed`).
     """
     images = data.test.images[:PROBE_IMAGES].to(device)  # [B, C, H, W] uint8
     inputs = normalize_images(images, data.mean, data.std, channels_last)
@@ -144,7 +147,7 @@ def probe_model(model: nn.Module, data: DatasetSplits, unit_layers: dict[str, ob
     model.eval()
     try:
         for setting, layers in unit_layers.items():
-            with UnitCapture(model, layers) as capture:
+            with UnitCapture(model, layers, signed=(signed or {}).get(setting)) as capture:
                 try:
                     model(inputs)
                 except RuntimeError as error:
@@ -155,10 +158,11 @@ def probe_model(model: nn.Module, data: DatasetSplits, unit_layers: dict[str, ob
                         f"({detail}); expected images large enough for the model") from None
             _check_layers_ran(setting, layers, list(capture.activations))
             for name, units in capture.activations.items():  # [B, U] each
-                if float(units.min()) < 0:
+                if capture.signed_choices.get(name) is None and float(units.min()) < 0:
                     raise SelectivityError(
                         f"{setting} selects layer {name}, which has negative activations; SI is defined only "
-                        "for non-negative units: expected post-ReLU layers (relu, blocks or ReLU module names)")
+                        "for non-negative units: expected post-ReLU layers (relu, blocks or ReLU module names) or "
+                        "a signed choice: positive, min_shift or abs")
     finally:
         model.train(was_training)
 

@@ -96,8 +96,8 @@ def test_a_disabled_capture_records_nothing_and_keeps_its_hooks(monkeypatch):
     import selectivity.capture.units as units
 
     reductions = []  # every activation a hook stores is reduced to [B, U] first
-    reduce = units.reduce_to_units
-    monkeypatch.setattr(units, "reduce_to_units", lambda output: reductions.append(1) or reduce(output))
+    reduce = units.reduce_with_layout
+    monkeypatch.setattr(units, "reduce_with_layout", lambda *args: reductions.append(1) or reduce(*args))
     torch.manual_seed(0)
     model, images = tiny_net(), torch.randn(2, 3, 8, 8)
     before = hook_count(model)
@@ -117,7 +117,7 @@ def test_a_disabled_capture_records_nothing_and_keeps_its_hooks(monkeypatch):
 
 @pytest.mark.parametrize("model, layers, message", [
     (None, "relu", "model is a NoneType; expected a torch.nn.Module"),
-    ("net", 5, r"layers = 5; expected a preset \(relu, blocks\) or a list of module names"),
+    ("net", 5, r"layers = 5; expected a preset \(relu, activations, mlp, blocks\) or a list of module names"),
     ("net", [0], r"layers = \[0\]; expected a preset"),
 ])
 def test_a_model_or_layer_list_of_the_wrong_kind_is_a_one_line_error(model, layers, message):

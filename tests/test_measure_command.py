@@ -17,7 +17,8 @@ from selectivity.store import RunDirectory
 from selectivity.setup import build_model
 from tests.reference import reference_stratified_indices
 
-UNIT_COLUMNS = ["layer", "unit", "si", "preferred_class", "mu_max", "mu_rest", "d_prime", "dead"]
+UNIT_COLUMNS = ["layer", "unit", "si", "preferred_class", "mu_max", "mu_rest", "d_prime", "dead", "layout", "reduction",
+                "signed"]
 SMALL_CNN_UNITS = 32 + 64 + 64 + 128
 
 

@@ -1,25 +1,58 @@
 """Unit activations of any nn.Module, by layer name, via forward hooks.
 
-A unit is a fully-connected neuron or a convolutional feature map; a map's response to one
-input is its spatial mean, so every captured layer is [B, U]. A module object that runs
+A unit is one channel: a fully-connected neuron, a convolutional feature map, a token
+channel. Its response to one input is its layer's stated reduction (a `UnitLayout`, see
+selectivity.capture.layouts: spatial mean, token reduction, as is), so every captured layer
+is [B, U]. Layouts come from what the model states (capture.model_layouts), else from the
+user, else only [B, C, H, W] and [B, U] are accepted by shape. A module object that runs
 several times in one forward pass (torchvision ResNets reuse `self.relu`) yields one layer
 per call site, named `module#1`, `module#2`, ..., never a silent overwrite. ReLUs applied
 functionally (`F.relu`, `torch.relu`, `x.relu()`) are found by torch.fx and named
 `owner.relu()` (see selectivity.capture.functional).
 """
+import fnmatch
 import math
+import re
 from collections import defaultdict
 
 import torch
 from torch import nn
 
 from selectivity.capture.functional import FunctionalSites
+from selectivity.capture.layouts import (
+    UnitLayout, check_patterns_match, check_signed, layout_from_shape, match_pattern, parse_layout, reduce_with_layout)
+from selectivity.capture.model_layouts import model_layouts, token_layout_of
 from selectivity.errors import SelectivityError
 
-PRESETS = ("relu", "blocks")
-# Activations that can be negative: SI (a ratio of class means) is undefined on them.
+PRESETS = ("relu", "activations", "mlp", "blocks")
+# Activations that can be negative: SI (a ratio of class means) is undefined on them without a signed choice.
 SIGNED_ACTIVATIONS = (nn.GELU, nn.SiLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Hardswish,
                       nn.Tanh)
+ACTIVATIONS = SIGNED_ACTIVATIONS + (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Sigmoid, nn.Hardsigmoid, nn.Softplus)
+# Activation classes of timm and transformers that are not torch's own (matched by class name)
+ACTIVATION_CLASS_NAMES = {"GELU", "GELUTanh", "QuickGELU", "Swish", "SiLU", "HardSwish", "HardMish", "Mish",
+                          "GELUActivation", "NewGELUActivation", "FastGELUActivation", "QuickGELUActivation",
+                          "PytorchGELUTanh", "SiLUActivation", "ReLUSquaredActivation", "MishActivation"}
+GLOB_CHARACTERS = set("*?[")
+
+
+def is_activation(module: nn.Module) -> bool:
+    return isinstance(module, ACTIVATIONS) or type(module).__name__ in ACTIVATION_CLASS_NAMES
+
+
+def block_output_names(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
+    """Block outputs: the model's own list, else torchvision ResNet `layerX.Y`, timm ViT `blocks.N`,
+    timm ConvNeXt `stages.N.blocks.M`, EfficientNet/MobileNet `blocks.N.M`, Hugging Face `[encoder.]layer[s].N`."""
+    names = list(getattr(model, "block_output_layers", ()))
+    if names:
+        return names
+    patterns = (r"layer\d+\.\d+", r"stages\.\d+\.blocks\.\d+", r"blocks\.\d+\.\d+", r"blocks\.\d+",
+                r"(.+\.)?(encoder\.)?layers?\.\d+")
+    for pattern in patterns:
+        names = [n for n in modules if re.fullmatch(pattern, n)]
+        if names:
+            return names
+    return []
 
 
 class _SpatialMean(torch.autograd.Function):
@@ -65,8 +98,11 @@ def resolve_layers(model: nn.Module, layers: str | list[str] | tuple[str, ...] =
 
     Presets: "relu" = every nn.ReLU module and every functional ReLU call site in `functional`
     (post-ReLU activations of the hidden layers);
+    "activations" = every activation module (ReLU, GELU, SiLU, ..., timm's and transformers' too);
+    "mlp" = the hidden activation of every transformer MLP (`*.mlp.*`, `*.intermediate.*`);
     "blocks" = the model's `block_output_layers` (our models declare them; torchvision
-    ResNets' `layerX.Y` blocks are used when the model declares none). An explicit name may
+    ResNets' `layerX.Y`, timm `blocks.N` / `stages.N.blocks.M`, HF `encoder.layer.N` otherwise).
+    A list may hold globs over module names (`blocks.*.mlp.act`); one matching nothing is refused. An explicit name may
     carry a call-site suffix (`layer1.0.relu#2`) to keep one call of a reused module.
     `functional` lists the functional call sites' names (FunctionalSites.layer_names).
     """
@@ -79,10 +115,12 @@ def resolve_layers(model: nn.Module, layers: str | list[str] | tuple[str, ...] =
             raise SelectivityError(
                 f"{type(model).__name__} has no ReLU units, only {', '.join(signed)} activations, which can be "
                 "negative; SI is defined only for non-negative (e.g. post-ReLU) activations: select such layers")
+    elif layers == "activations":
+        names = [n for n, m in modules.items() if n and is_activation(m)] + functional
+    elif layers == "mlp":  # the hidden activation of each transformer MLP (timm `*.mlp.act`, HF `*.intermediate.*`)
+        names = [n for n, m in modules.items() if is_activation(m) and (".mlp." in f".{n}" or ".intermediate." in f".{n}")]
     elif layers == "blocks":
-        names = list(getattr(model, "block_output_layers", ()))
-        if not names:
-            names = [n for n in modules if n.count(".") == 1 and n.startswith("layer") and n.split(".")[1].isdigit()]
+        names = block_output_names(model, modules)
         if not names:
             raise SelectivityError(
                 f"{type(model).__name__} declares no block_output_layers; expected a model from "
@@ -91,7 +129,13 @@ def resolve_layers(model: nn.Module, layers: str | list[str] | tuple[str, ...] =
     elif isinstance(layers, str):
         raise SelectivityError(f"unknown layer preset {layers!r}; expected one of {PRESETS} or a list of module names")
     else:
-        names = list(layers)
+        candidates = [n for n in modules if n] + functional
+        patterns = [n for n in layers if GLOB_CHARACTERS & set(n)]
+        check_patterns_match(patterns, candidates, "layer")
+        names = []
+        for name in layers:
+            expanded = [n for n in candidates if fnmatch.fnmatchcase(n, name)] if name in patterns else [name]
+            names += [n for n in expanded if n not in names]
         unknown = [n for n in names if n not in functional and (n.split("#")[0] not in modules or n.split("#")[0] == "")]
         if unknown:
             valid = ", ".join([n for n in modules if n] + functional)
@@ -102,23 +146,41 @@ def resolve_layers(model: nn.Module, layers: str | list[str] | tuple[str, ...] =
 
 
 class UnitCapture:
-    """Context manager that records [B, U] unit activations of the selected layers.
+    """Context manager that records [B, U] unit responses of the selected layers.
 
     After each forward pass of `model`, `activations` maps layer name -> [B, U] tensor, in
-    call order. Hooks are removed on exit, also when the body raises.
+    call order: each layer's output reduced by its UnitLayout after the signed choice's
+    element-wise part ("positive": max(r, 0), "abs": |r|; raw for None and "min_shift"). With
+    `keep_raw`, `raw_activations` holds the raw pooled responses of every layer as well (the same
+    tensor where the signed choice changes nothing): AUC, MI and d' use them. `layouts` and
+    `signed_choices` give each recorded layer's resolved UnitLayout and signed choice (after the
+    first pass), `settings()` the columns recorded with a measurement. Hooks are removed on exit,
+    also when the body raises.
 
     Args:
         model: any nn.Module.
-        layers: "relu" (default), "blocks", or a list of module names (optionally `name#k`)
-            and functional call sites (`owner.relu()`, `owner.relu()#k`).
+        layers: a preset ("relu" default, "activations", "mlp", "blocks"), or a list of module
+            names and globs (optionally `name#k`) and functional call sites (`owner.relu()`).
         detach: detach the activations (measurement); keep the graph for the regularizer.
+        layouts: declared layouts: a UnitLayout or "conv" | "channels_last" | "tokens[:REDUCTION[:PREFIX]]"
+            | "flat" for every layer, or {module name or glob: layout}. Undeclared layers take what
+            the model states (timm num_prefix_tokens, HF config, ConvNeXt blocks), else conv for
+            [B, C, H, W] and flat for [B, U]; any other shape is refused.
+        tokens: token reduction of token layers: "patch_mean" (default), "cls", "all_mean". Given
+            explicitly, it is refused when no recorded layer has tokens.
+        signed: None (refuse negative responses downstream), "positive", "min_shift", "abs", or
+            {module name or glob: choice}.
+        keep_raw: also record `raw_activations`.
 
+    Set `token_mask` to a [B, N] padding mask (1 = real token) before a forward pass to make
+    the token means run over real tokens only (text batches' attention_mask).
     Set `enabled = False` to skip recording (the hooks return at once and `activations` is
     left empty after the pass) without removing and re-registering the hooks; the
     regularizer uses it to measure the logged SI on every k-th step only.
     """
 
-    def __init__(self, model: nn.Module, layers: str | list[str] | tuple[str, ...] = "relu", detach: bool = True):
+    def __init__(self, model: nn.Module, layers: str | list[str] | tuple[str, ...] = "relu", detach: bool = True,
+                 layouts=None, tokens: str | None = None, signed=None, keep_raw: bool = False):
         if not isinstance(model, nn.Module):
             raise SelectivityError(f"model is a {type(model).__name__}; expected a torch.nn.Module")
         if not isinstance(layers, str) and (not isinstance(layers, (list, tuple))
@@ -128,7 +190,8 @@ class UnitCapture:
         self.model = model
         self.detach = detach
         self._functional = FunctionalSites(model)
-        wants_functional = layers == "relu" or (not isinstance(layers, str) and any("relu()" in n for n in layers))
+        wants_functional = layers in ("relu", "activations") or (
+            not isinstance(layers, str) and any("relu()" in n or GLOB_CHARACTERS & set(n) for n in layers))
         functional = self._functional.layer_names() if wants_functional else []
         requested = resolve_layers(model, layers, functional)
         self._functional_layers = {name for name in requested if name in functional}
@@ -142,10 +205,55 @@ class UnitCapture:
                 self._call_filter[module_name].add(int(call))
             else:
                 self._call_filter[module_name] = None  # every call site
+        self._setup_layouts(layouts, tokens, signed, list(self._call_filter))
+        self.keep_raw = keep_raw
+        self.token_mask: torch.Tensor | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._pending: list[tuple[str, torch.Tensor]] = []
+        self._pending: list[tuple[str, torch.Tensor, torch.Tensor]] = []
         self.activations: dict[str, torch.Tensor] = {}
+        self.raw_activations: dict[str, torch.Tensor] = {}
+        self.layouts: dict[str, UnitLayout] = {}
+        self.signed_choices: dict[str, str | None] = {}
         self.enabled = True
+
+    def _setup_layouts(self, layouts, tokens, signed, names: list[str]) -> None:
+        if tokens is not None:
+            UnitLayout("tokens", tokens)  # an unknown reduction: one line now
+        self._tokens_given = tokens is not None
+        self._tokens = tokens or "patch_mean"
+        if isinstance(layouts, dict):
+            check_patterns_match([p for p in layouts if p not in names], names, "layout")
+            self._declared = {p: parse_layout(v, tokens) for p, v in layouts.items()}
+        else:
+            self._declared = {"*": parse_layout(layouts, tokens)} if layouts is not None else {}
+        if isinstance(signed, dict):
+            check_patterns_match([p for p in signed if p not in names], names, "signed")
+            for choice in signed.values():
+                check_signed(choice)
+            self._signed = dict(signed)
+        else:
+            check_signed(signed)
+            self._signed = {"*": signed}
+        self._model_layouts = model_layouts(self.model)
+        self._token_layout = token_layout_of(self.model, self._tokens)
+        self._resolved: dict[str, UnitLayout] = {}
+
+    def _layout_for(self, name: str, output: torch.Tensor) -> UnitLayout:
+        """Declared, else stated by the model, else by shape ([B, C, H, W] / [B, U]); cached per module."""
+        if name not in self._resolved:
+            layout = match_pattern(name, self._declared, "layout") or self._model_layouts.get(name)
+            if layout is None and output.dim() == 3 and self._token_layout is not None:
+                layout = self._token_layout
+            self._resolved[name] = layout or layout_from_shape(output, name)
+        return self._resolved[name]
+
+    def settings(self) -> dict[str, dict[str, object]]:
+        """{layer: {"layout", "reduction", "signed"}} of the recorded layers: what a measurement records."""
+        return {layer: {"layout": layout.kind,
+                        "reduction": layout.description if layout.kind == "tokens" else
+                        ("spatial_mean" if layout.kind in ("conv", "channels_last") else "none"),
+                        "signed": self.signed_choices.get(layer) or "none"}
+                for layer, layout in self.layouts.items()}
 
     def __enter__(self) -> "UnitCapture":
         modules = dict(self.model.named_modules())
@@ -176,26 +284,43 @@ class UnitCapture:
         self._pending = []
 
     def _recorder(self, name: str):
+        signed = match_pattern(name, self._signed, "signed")
+
         def record(module, inputs, output):
             if not self.enabled:
                 return
-            units = reduce_to_units(output.detach() if self.detach else output)
-            self._pending.append((name, units))
+            if isinstance(output, (tuple, list)):  # HF layers may return (hidden_states, attentions, ...)
+                output = output[0]
+            output = output.detach() if self.detach else output
+            layout = self._layout_for(name, output)
+            mask = self.token_mask if layout.kind == "tokens" else None
+            units = reduce_with_layout(output, layout, signed, mask, name)
+            raw = units
+            if self.keep_raw and signed in ("positive", "abs"):
+                raw = reduce_with_layout(output, layout, None, mask, name)
+            self._pending.append((name, units, raw))
 
         return record
 
     def _finish_pass(self, module, inputs, output) -> None:
         calls_per_module = defaultdict(int)
-        for name, _ in self._pending:
+        for name, _, _ in self._pending:
             calls_per_module[name] += 1
         seen = defaultdict(int)
-        activations = {}
-        for name, units in self._pending:
+        activations, raw_activations = {}, {}
+        for name, units, raw in self._pending:
             seen[name] += 1
             wanted = self._call_filter[name]
             if wanted is not None and seen[name] not in wanted:
                 continue
             layer = name if calls_per_module[name] == 1 and wanted is None else f"{name}#{seen[name]}"
-            activations[layer] = units
+            activations[layer], raw_activations[layer] = units, raw
+            self.layouts[layer] = self._resolved[name]
+            self.signed_choices[layer] = match_pattern(name, self._signed, "signed")
+        if self._tokens_given and activations and not any(l.kind == "tokens" for l in self.layouts.values()):
+            raise SelectivityError(f"token reduction {self._tokens!r} was given but no recorded layer has tokens "
+                                   f"({', '.join(list(activations)[:5])}); expected token layers ([B, N, D]) or no "
+                                   "token reduction")
         self.activations = activations
+        self.raw_activations = raw_activations if self.keep_raw else {}
         self._pending = []

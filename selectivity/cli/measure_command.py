@@ -2,6 +2,8 @@
 
     selectivity measure --run runs/3f2a9c1b0d4e/seed_0
     selectivity measure --model small_cnn --weights w.pt --dataset digits
+    selectivity measure --timm vit_tiny_patch16_224 --model-option img_size=32 --dataset digits \
+        --layers mlp --signed positive
     selectivity measure --torchvision resnet18 --weights resnet18-f37072fd.pth \
         --dataset imagefolder --data-root ~/data/imagenette --limit 2000
 
@@ -14,7 +16,9 @@ import warnings
 from pathlib import Path
 
 
-from selectivity import atomic, model_loading, paths
+from selectivity import atomic, model_hubs, model_loading, paths
+from selectivity.capture import PRESETS as UNIT_PRESETS
+from selectivity.capture import SIGNED_CHOICES, TOKEN_REDUCTIONS
 from selectivity.data import DatasetSplits, LabelledImages, list_datasets, load_dataset
 from selectivity.data.normalization import PRESETS, resolve_normalization
 from selectivity.data.subsets import stratified_subset
@@ -35,6 +39,7 @@ def add_parser(subparsers) -> None:
     source.add_argument("--run", dest="run_dir", metavar="DIR", help="a run folder (config.json + checkpoint.pt)")
     source.add_argument("--model", metavar="NAME", help="a model of selectivity.models (e.g. resnet20)")
     source.add_argument("--torchvision", metavar="NAME", help="a torchvision model name (needs --weights)")
+    add_hub_sources(source, parser)
     parser.add_argument("--weights", metavar="FILE",
                         help="state_dict file, also from other code bases (module. prefixes, {'state_dict': ...}, fc/linear)")
     parser.add_argument("--trust-checkpoint", action="store_true",
@@ -44,7 +49,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--download", action="store_true", help="fetch the dataset if it is missing")
     parser.add_argument("--split", choices=("test", "train"), default="test")
     parser.add_argument("--limit", type=int, metavar="N", help="measure a seeded class-stratified sample of N inputs (seed 0)")
-    parser.add_argument("--layers", default="relu", help="relu | blocks | comma-separated module names (name#k for one call)")
+    parser.add_argument("--layers", default="relu", help="relu | activations | mlp | blocks | comma-separated module "
+                        "names or globs (name#k for one call)")
+    add_unit_arguments(parser)
     parser.add_argument("--normalize", metavar="PRESET|MEAN,STD",
                         help=f"input statistics: dataset, {', '.join(PRESETS)} or numbers m1,m2,m3,s1,s2,s3 "
                              "(default: dataset for our models, imagenet for torchvision)")
@@ -61,13 +68,52 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def add_hub_sources(source, parser: argparse.ArgumentParser) -> None:
+    """--timm NAME and --hf FOLDER (in the source group), --model-option KEY=VALUE, --pretrained."""
+    source.add_argument("--timm", metavar="NAME", help="a timm model by name (random weights, or --weights FILE)")
+    source.add_argument("--hf", metavar="FOLDER", help="a Hugging Face image classifier folder (config.json + weights)")
+    parser.add_argument("--model-option", action="append", metavar="KEY=VALUE",
+                        help="timm create_model keyword argument (e.g. img_size=32); repeatable")
+    parser.add_argument("--pretrained", action="store_true", help="timm: download its pretrained weights")
+
+
+def add_unit_arguments(parser: argparse.ArgumentParser) -> None:
+    """--layouts, --tokens, --signed: how each layer's output becomes unit responses (docs/definitions.md)."""
+    parser.add_argument("--layouts", metavar="PATTERN=LAYOUT,...",
+                        help="declare layouts: conv | channels_last | tokens[:REDUCTION[:PREFIX]] | flat, per module "
+                             "name or glob (default: what the model states, else by shape [B,C,H,W] / [B,U])")
+    parser.add_argument("--tokens", choices=TOKEN_REDUCTIONS,
+                        help="token reduction of token layers (default patch_mean: prefix tokens left out)")
+    parser.add_argument("--signed", metavar="CHOICE|PATTERN=CHOICE,...",
+                        help=f"SI on layers with negative responses: {', '.join(SIGNED_CHOICES)} (default: refuse them)")
+
+
+def parse_assignments(text: str | None, flag: str):
+    """"a=x,b=y" -> {"a": "x", "b": "y"}; a bare "x" (no "=") -> "x" for every layer; None -> None."""
+    if text is None:
+        return None
+    if "=" not in text:
+        return text
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+        raise SelectivityError(f"{flag} {text!r}; expected CHOICE or PATTERN=CHOICE,PATTERN=CHOICE")
+    return {pattern.strip(): value.strip() for pattern, value in pairs}
+
+
+def unit_options(args: argparse.Namespace) -> dict:
+    """measure_model's layouts/tokens/signed from the parsed --layouts, --tokens, --signed."""
+    return {"layouts": parse_assignments(getattr(args, "layouts", None), "--layouts"),
+            "tokens": getattr(args, "tokens", None),
+            "signed": parse_assignments(getattr(args, "signed", None), "--signed")}
+
+
 def parse_layers(text: str) -> str | list[str]:
-    """"relu" / "blocks" stay presets; anything else is a comma-separated list of module names."""
-    if text in ("relu", "blocks"):
+    """Presets stay presets; anything else is a comma-separated list of module names and globs."""
+    if text in UNIT_PRESETS:
         return text
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        raise SelectivityError(f"--layers {text!r} names no layer; expected relu, blocks or module names")
+        raise SelectivityError(f"--layers {text!r} names no layer; expected {', '.join(UNIT_PRESETS)} or module names")
     return names
 
 
@@ -81,6 +127,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise SelectivityError("--weights cannot be used with --run; a run's weights come from its checkpoint.pt")
     if args.dataset is None and not args.run_dir:
         raise SelectivityError(f"--dataset is required with --model/--torchvision; expected one of {', '.join(list_datasets())}")
+    if getattr(args, "hf", None) and args.weights:
+        raise SelectivityError("--weights cannot be used with --hf; a Hugging Face folder holds its own weights")
 
 
 def load_model_and_data(args: argparse.Namespace) -> tuple[model_loading.LoadedModel, DatasetSplits]:
@@ -94,6 +142,15 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[model_loading.LoadedM
         return model_loading.load_run_model(args.run_dir, config, data), data
     if args.model:
         return model_loading.load_registry_model(args.model, data, args.weights, args.trust_checkpoint), data
+    if getattr(args, "timm", None) or getattr(args, "hf", None):
+        if args.timm:
+            loaded, described = model_hubs.load_timm_model(
+                args.timm, data.num_classes, args.weights, model_hubs.parse_model_options(args.model_option),
+                args.trust_checkpoint, args.pretrained)
+        else:
+            loaded, described = model_hubs.load_hf_model(args.hf)
+        print(f"preprocessing: {described}" + (" (overridden by --normalize)" if args.normalize else ""))
+        return loaded, data
     return model_loading.load_torchvision_model(args.torchvision, args.weights, data, args.trust_checkpoint), data
 
 
@@ -141,6 +198,9 @@ def summary_record(measurement: Measurement, loaded: model_loading.LoadedModel, 
         else "whole split",
         "inputs_per_class": {str(int(k)): int(n) for k, n in zip(*split.labels.unique(return_counts=True))},
         "layers_requested": args.layers,
+        "unit_options": {"layouts": args.layouts, "tokens": args.tokens, "signed": args.signed},
+        "layers": {row.layer: {"layout": row.layout, "reduction": row.reduction, "signed": row.signed}
+                   for row in measurement.layers.itertuples(index=False)},
         "normalization": {"source": args.normalize or loaded.normalization, "mean": list(mean), "std": list(std)},
         "accuracy": measurement.accuracy,
         "loss": measurement.loss,
@@ -207,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
         model, split, data.num_classes, mean, std, layers=layers, batch_size=args.batch_size,
         device=device, progress=not args.no_progress, description=f"measure {loaded.label}",
         shuffles=None if args.shuffles is None else ShuffleSettings(args.shuffles, args.bins, args.shuffle_seed),
+        **unit_options(args),
     )
     check_layers_seen(layers, measurement)
     summary = summary_record(measurement, loaded, data, args, split, mean, std)

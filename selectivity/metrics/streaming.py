@@ -50,9 +50,12 @@ class SelectivityAccumulator:
     reported by `check()`, which runs after the first batch (fail fast) and in `result()`.
     """
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, allow_negative: "set[str] | frozenset[str] | bool" = frozenset()):
+        """`allow_negative`: layers (or True: every layer) whose negative responses are not refused:
+        those with a signed choice (capture.layouts) and the raw responses d' is computed on."""
         check_class_count(num_classes)
         self.num_classes = num_classes
+        self.allow_negative = allow_negative
         self.layer_names: tuple[str, ...] | None = None
         self.layer_sizes: tuple[int, ...] = ()
         self.num_batches = 0
@@ -128,10 +131,12 @@ class SelectivityAccumulator:
         ):
             if int(nonfinite.sum()) > 0:
                 raise SelectivityError(f"layer {name} produced {int(nonfinite.sum())} NaN/inf activations; expected finite values")
-            if float(minimum.min()) < 0:
+            allowed = self.allow_negative is True or name in self.allow_negative
+            if not allowed and float(minimum.min()) < 0:
                 raise SelectivityError(
                     f"layer {name} has negative activations (min {float(minimum.min()):.4g}); SI is defined only "
-                    "for non-negative (e.g. post-ReLU) activations: select post-ReLU layers"
+                    "for non-negative responses: select post-ReLU layers or choose signed = positive, min_shift "
+                    "or abs (docs/definitions.md#signed-responses)"
                 )
 
     def result(self) -> UnitStatistics:

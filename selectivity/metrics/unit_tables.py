@@ -1,0 +1,79 @@
+"""Per-unit tables from streamed captures, with each layer's layout and signed choice applied and recorded.
+
+Shared by `measure_model` (labelled image splits) and `selectivity.measure` (any loader), so
+both compute SI, d' and the nulls the same way:
+    SI (and mu_max, mu_rest, preferred class, dead) on the responses the signed choice defines:
+        positive / abs: capture's rectified / absolute responses; min_shift: raw class means
+        minus the unit's running minimum (metrics.signed); None: raw, refused if negative.
+    d' on the raw responses (shift-invariant, defined on signed values).
+    AUC, MI and the label-shuffle nulls come from metrics.shuffles, whose bins start at 0: on
+        "positive"/"abs" layers they are computed on the rectified/absolute responses; shuffles
+        with "min_shift" are refused (docs/definitions.md#signed-responses).
+"""
+import pandas as pd
+import torch
+
+from selectivity.errors import SelectivityError
+from selectivity.metrics.streaming import SelectivityAccumulator
+from selectivity.metrics.summary import layer_summary, unit_table
+from selectivity.metrics.null_table import chance_layer_summary, shuffled_unit_table
+from selectivity.metrics.shuffles import ShuffledAccumulator, ShuffleSettings
+from selectivity.metrics.signed import layer_unit_mask, min_shifted_statistics
+from selectivity.metrics.unit_metrics import preferred_versus_rest_d_prime
+
+
+class UnitTables:
+    """Streams one capture per batch into SI, d' and (optionally) shuffle statistics.
+
+    Args:
+        num_classes: K.
+        signed_any: whether a signed choice was made for some layer (then raw responses are kept for d').
+        shuffles: ShuffleSettings or None.
+    """
+
+    def __init__(self, num_classes: int, signed_any: bool, shuffles: ShuffleSettings | None = None):
+        self.num_classes, self.signed_any = num_classes, signed_any
+        self.si_accumulator: SelectivityAccumulator | None = None
+        self.raw_accumulator = SelectivityAccumulator(num_classes, allow_negative=True) if signed_any else None
+        self.shuffled = ShuffledAccumulator(num_classes, shuffles.bins) if shuffles else None
+        self.settings: dict[str, dict[str, object]] = {}
+
+    def update(self, capture, labels: torch.Tensor, labelings: torch.Tensor | None = None) -> None:
+        """Add one batch from a capture.UnitCapture after its forward pass (its activations,
+        raw_activations, signed_choices and settings()); `labelings` [S+1, B] when shuffling."""
+        if self.si_accumulator is None:
+            self.settings = capture.settings()
+            choices = capture.signed_choices
+            self.si_accumulator = SelectivityAccumulator(
+                self.num_classes, allow_negative={layer for layer, choice in choices.items() if choice})
+            self.min_shift_layers = {layer for layer, choice in choices.items() if choice == "min_shift"}
+            if self.shuffled is not None and self.min_shift_layers:
+                raise SelectivityError(
+                    f"shuffles with signed = min_shift (layers {', '.join(sorted(self.min_shift_layers)[:3])}): the "
+                    "null's response bins need non-negative responses; expected signed = positive or abs, or no shuffles")
+        self.si_accumulator.update(capture.activations, labels)
+        if self.raw_accumulator is not None:
+            self.raw_accumulator.update(capture.raw_activations, labels)
+        if self.shuffled is not None:
+            self.shuffled.update(capture.activations, labelings)
+
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(units table, layers table), each with the layout, reduction and signed columns."""
+        if self.si_accumulator is None:
+            raise SelectivityError("no batches were seen; expected at least one batch of inputs")
+        stats = self.si_accumulator.result()
+        if self.min_shift_layers:
+            shifted = layer_unit_mask(stats, self.min_shift_layers)
+            stats = min_shifted_statistics(stats, self.si_accumulator.min_activation, shifted)
+        units = unit_table(stats)
+        if self.raw_accumulator is not None:  # d' on the raw responses
+            units["d_prime"] = preferred_versus_rest_d_prime(self.raw_accumulator.result()).cpu().numpy()
+        layers = layer_summary(units)
+        if self.shuffled is not None:
+            units = pd.concat([units, shuffled_unit_table(self.shuffled.result()).drop(columns=["layer", "unit"])], axis=1)
+            layers = layers.merge(chance_layer_summary(units), on="layer", how="left", sort=False)
+        for column in ("layout", "reduction", "signed"):
+            values = {layer: setting[column] for layer, setting in self.settings.items()}
+            units[column] = units["layer"].map(values)
+            layers[column] = layers["layer"].map(values)
+        return units, layers
