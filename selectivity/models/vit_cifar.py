@@ -17,6 +17,7 @@ the setup checks (which accept only ReLU unit layers) take it unchanged.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from selectivity.models.registry import register_model
@@ -34,7 +35,9 @@ class PatchTokenUnits(nn.ReLU):
         self.prefix_tokens = prefix_tokens
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return torch.relu(tokens[:, self.prefix_tokens:, :]).mean(dim=1)
+        # F.threshold(x, 0, 0) is max(x, 0) with ReLU's gradient; not spelt relu so that the fx search for
+        # functional ReLU calls (capture.functional) does not record the [B, P, D] map in here as a layer too.
+        return F.threshold(tokens[:, self.prefix_tokens:, :], 0.0, 0.0).mean(dim=1)
 
     def extra_repr(self) -> str:
         return f"prefix_tokens={self.prefix_tokens}"
