@@ -1,10 +1,11 @@
 """Cost of the selectivity regularizer per training step, against the same step without it.
 
     python benchmarks/regularizer_overhead.py [--device auto|cpu|cuda] [--steps N] [--repeats 3] [--track-every 10]
+    python benchmarks/regularizer_overhead.py --model vit_cifar   # the small ViT (its units: MLP GELU patch-token means)
 
 One step = the trainer's step (selectivity/train/epoch.py): normalise a uint8 batch,
 forward (the trainer's precision: bf16 autocast on CUDA and on CPUs with native bf16, else fp32), cross-entropy, + regularizer.penalty(labels),
-backward, SGD with momentum. ResNet20, batch 128, CIFAR-sized random data on the device.
+backward, SGD with momentum. ResNet20 (or --model, e.g. vit_cifar), batch 128, CIFAR-sized random data on the device.
 Four variants, each on its own copy of one initial model:
 
     none            no regularizer at all (the baseline)
@@ -18,7 +19,9 @@ averaged over K steps is estimated from the medians as ((K-1) x every=K + 1 x al
 
 Each variant warms up, then the variants take turns one step at a time (order rotated)
 so load from other processes hits all alike; the median seconds per step of each repeat
-(`--steps` steps), then the median over `--repeats`, is reported with the ratios to `none`. Targets: alpha=-1 / none <= 1.10. Prints one JSON object.
+(`--steps` steps), then the median over `--repeats`, is reported with the ratios to `none`, and
+alpha=-1 / alpha=0 (the penalty's cost over the logged-SI training a sweep's alpha = 0 runs do).
+Targets: alpha=-1 / none <= 1.10. Prints one JSON object.
 """
 import argparse
 import copy
@@ -124,6 +127,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--track-every", type=int, default=10, help="K of the alpha=0,every=K variant")
+    parser.add_argument("--model", default="resnet20", help="a registered CIFAR-sized model (default resnet20)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -133,7 +137,7 @@ def main() -> None:
     steps = args.steps or (100 if device.type == "cuda" else 6)
     batches = make_batches(args.batch_size, device)
     torch.manual_seed(0)
-    initial = create_model("resnet20", NUM_CLASSES).to(device)
+    initial = create_model(args.model, NUM_CLASSES).to(device)
     if channels_last:
         initial = initial.to(memory_format=torch.channels_last)
     trainees = {name: Trainee(copy.deepcopy(initial), alpha, channels_last, track_every)
@@ -149,12 +153,13 @@ def main() -> None:
     amortized = ((args.track_every - 1) * median[every] + median["alpha=0"]) / args.track_every
     print(json.dumps({
         "benchmark": "regularizer_overhead",
-        **describe_machine(device), "model": "resnet20", "batch_size": args.batch_size,
+        **describe_machine(device), "model": args.model, "batch_size": args.batch_size,
         "precision": "bf16 autocast" if use_bf16 else "fp32", "channels_last": channels_last,
         "steps_per_repeat": steps, "repeats": args.repeats,
         "seconds_per_step": {name: round(value, 5) for name, value in median.items()},
         "ratio_alpha_minus_1_vs_none": round(median["alpha=-1"] / median["none"], 4),
         "ratio_alpha_0_vs_none": round(median["alpha=0"] / median["none"], 4),
+        "ratio_alpha_minus_1_vs_alpha_0": round(median["alpha=-1"] / median["alpha=0"], 4),
         "track_every": args.track_every,
         "ratio_alpha_0_every_k_vs_none": round(median[every] / median["none"], 4),
         "ratio_alpha_0_every_k_vs_none_amortized": round(amortized / median["none"], 4),

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from selectivity.capture import UnitCapture
+from selectivity.capture.units import reduce_to_units
 from selectivity.errors import SelectivityError
 from selectivity.metrics import batch_network_selectivity
 from selectivity.metrics.class_means import check_class_count
@@ -24,6 +25,30 @@ def _check_alpha(alpha) -> None:
                                    "expected a finite 0-dim floating tensor")
     elif isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
         raise SelectivityError(f"alpha = {alpha!r} is invalid; expected a finite number or a 0-dim tensor")
+
+SIGNED_CHOICES = (None, "positive")
+
+
+class _PositivePartCapture(UnitCapture):
+    """UnitCapture that rectifies each layer's output before the spatial mean (units of signed layers).
+
+    The positive part max(x, 0) is differentiable almost everywhere, so the penalty's gradient
+    flows into the layer where its output is positive. Only [B, U] and [B, C, H, W] outputs
+    are taken: a token map [B, N, D] would be averaged over its channels, so it is refused.
+    """
+
+    def _recorder(self, name: str):
+        def record(module, inputs, output):
+            if not self.enabled:
+                return
+            if output.dim() == 3:
+                raise SelectivityError(
+                    f"layer {name} gives a {tuple(output.shape)} token map; the regularizer's positive part takes "
+                    "[B, U] or [B, C, H, W] layers only: expected a layer that pools tokens into units (e.g. "
+                    "vit_cifar's blocks.<i>.mlp.units)")
+            self._pending.append((name, reduce_to_units(torch.relu(output.detach() if self.detach else output))))
+
+        return record
 
 
 class SelectivityRegularizer:
@@ -52,6 +77,8 @@ class SelectivityRegularizer:
         eps: the SI denominator's epsilon.
         track_selectivity: also measure mu_SI (detached) when alpha == 0, for logging.
         track_every: when alpha == 0, measure on every k-th step only (see start_step); 1 = every step.
+        signed: None: the layers must be non-negative (post-ReLU), as the paper's; "positive": each
+            layer's response is the spatial mean of max(x, 0), so signed layers (GELU, SiLU, ...) work.
     """
 
     def __init__(
@@ -62,9 +89,13 @@ class SelectivityRegularizer:
         eps: float = EPS,
         track_selectivity: bool = True,
         track_every: int = 1,
+        signed: str | None = None,
     ):
         if not (isinstance(track_every, int) and not isinstance(track_every, bool) and track_every >= 1):
             raise SelectivityError(f"track_every = {track_every!r} is invalid; expected an integer >= 1")
+        if signed not in SIGNED_CHOICES:
+            raise SelectivityError(f"signed = {signed!r} is invalid; expected None or 'positive' (the positive part, "
+                                   "differentiable almost everywhere)")
         _check_alpha(alpha)
         check_class_count(num_classes)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps < 0:
@@ -75,6 +106,7 @@ class SelectivityRegularizer:
         self.eps = eps
         self.track_selectivity = track_selectivity
         self.track_every = track_every
+        self.signed = signed
         self.last_mean_si: torch.Tensor | None = None  # detached mu_SI of the last batch
         self._capture: UnitCapture | None = None
         self._checked = False
@@ -105,7 +137,8 @@ class SelectivityRegularizer:
         if not self.active and not self.track_selectivity:
             self._capture = None
             return nullcontext()
-        self._capture = UnitCapture(model, self.layers, detach=not self.active)
+        capture_type = _PositivePartCapture if self.signed == "positive" else UnitCapture
+        self._capture = capture_type(model, self.layers, detach=not self.active)
         return self._capture
 
     def penalty(self, labels: torch.Tensor) -> torch.Tensor:

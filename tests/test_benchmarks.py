@@ -28,6 +28,7 @@ SMALLEST = {
 EXPECTED = {
     "train_speed": ["seconds_per_epoch", "speedup_c_over_a", "ratio_a_over_b", "ratio_a_over_b_per_repeat"],
     "regularizer_overhead": ["seconds_per_step", "ratio_alpha_minus_1_vs_none", "ratio_alpha_0_vs_none",
+                             "ratio_alpha_minus_1_vs_alpha_0",
                              "ratio_alpha_0_every_k_vs_none", "ratio_alpha_0_every_k_vs_none_amortized"],
     "measure_speed": ["forward_seconds", "measure_seconds", "ratio"],
     "measure_vit": ["forward_seconds", "measure_seconds", "ratio"],
@@ -115,3 +116,11 @@ def test_regularizer_overhead_names_its_every_k_variant():
     every, measured = result["seconds_per_step"]["alpha=0,every=3"], result["seconds_per_step"]["alpha=0"]
     amortized = (2 * every + measured) / 3 / result["seconds_per_step"]["none"]
     assert result["ratio_alpha_0_every_k_vs_none_amortized"] == pytest.approx(amortized, rel=1e-2)
+
+
+@pytest.mark.slow
+def test_regularizer_overhead_takes_the_vit():
+    result = run_benchmark("regularizer_overhead", *SMALLEST["regularizer_overhead"], "--model", "vit_cifar")
+    assert result["model"] == "vit_cifar"
+    seconds = result["seconds_per_step"]
+    assert result["ratio_alpha_minus_1_vs_alpha_0"] == pytest.approx(seconds["alpha=-1"] / seconds["alpha=0"], rel=1e-2)

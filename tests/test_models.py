@@ -13,7 +13,7 @@ from selectivity.errors import SelectivityError
 from selectivity.models import create_model, list_models, register_model
 
 # name -> (num_classes, parameters). CIFAR ResNets: He et al. 2016 Table 6 (0.27M, 0.46M,
-# 0.66M, 0.85M), counted by hand in docs/models.md. resnet18/50 "cifar" stem: torchvision's
+# 0.66M, 0.85M), counted by hand in docs/models.md. vit_cifar: counted by hand in tests/test_vit_cifar.py. resnet18/50 "cifar" stem: torchvision's
 # count at 200 classes minus the 7x7 -> 3x3 stem difference, 3 * 64 * (49 - 9) = 7,680.
 PINNED_PARAMETERS = {
     "resnet20": (10, 269_722),
@@ -24,6 +24,7 @@ PINNED_PARAMETERS = {
     "resnet18": (200, 11_271_432),
     "resnet50": (200, 23_910_152),
     "small_cnn": (10, 65_514),
+    "vit_cifar": (10, 311_338),
 }
 NATIVE_INPUT = {"resnet18": (3, 64), "resnet50": (3, 64), "small_cnn": (1, 8)}  # others: (3, 32)
 BLOCKS_PER_MODEL = {"resnet20": 9, "resnet32": 15, "resnet44": 21, "resnet56": 27, "resnet18": 8, "resnet50": 16}
@@ -43,14 +44,15 @@ def count_parameters(model: nn.Module) -> int:
 
 
 class ReluCallCounter(TorchFunctionMode):
-    """Counts every relu call, functional or from a module, to catch ReLUs that no hook sees."""
+    """Counts every relu call (and threshold, which vit_cifar's units use as max(x, 0)), functional or
+    from a module, to catch ReLUs that no hook sees."""
 
     def __init__(self):
         super().__init__()
         self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if "relu" in getattr(func, "__name__", ""):
+        if any(word in getattr(func, "__name__", "") for word in ("relu", "threshold")):
             self.calls += 1
         return func(*args, **(kwargs or {}))
 
@@ -107,7 +109,7 @@ def test_block_outputs_are_an_ordered_subset_of_unit_layers(name):
     assert positions == sorted(positions)
     if name in BLOCKS_PER_MODEL:  # ResNets: one output (after the residual add) per block
         assert len(model.block_output_layers) == BLOCKS_PER_MODEL[name]
-    else:  # VGG and the small CNN: every ReLU
+    else:  # VGG, the small CNN and the ViT (one MLP hidden layer a block): every unit layer
         assert model.block_output_layers == model.unit_layers
 
 

@@ -9,6 +9,6 @@ Importing this package registers every model family below.
 """
 
 from selectivity.models.registry import create_model, list_models, register_model
-from selectivity.models import resnet, resnet_cifar, small_cnn, vgg  # noqa: F401  (registers models)
+from selectivity.models import resnet, resnet_cifar, small_cnn, vgg, vit_cifar  # noqa: F401  (registers models)
 
 __all__ = ["create_model", "list_models", "register_model"]
