@@ -29,28 +29,6 @@ def _check_alpha(alpha) -> None:
 SIGNED_CHOICES = (None, "positive")
 
 
-class _PositivePartCapture(UnitCapture):
-    """UnitCapture that rectifies each layer's output before the spatial mean (units of signed layers).
-
-    The positive part max(x, 0) is differentiable almost everywhere, so the penalty's gradient
-    flows into the layer where its output is positive. Only [B, U] and [B, C, H, W] outputs
-    are taken: a token map [B, N, D] would be averaged over its channels, so it is refused.
-    """
-
-    def _recorder(self, name: str):
-        def record(module, inputs, output):
-            if not self.enabled:
-                return
-            if output.dim() == 3:
-                raise SelectivityError(
-                    f"layer {name} gives a {tuple(output.shape)} token map; the regularizer's positive part takes "
-                    "[B, U] or [B, C, H, W] layers only: expected a layer that pools tokens into units (e.g. "
-                    "vit_cifar's blocks.<i>.mlp.units)")
-            self._pending.append((name, reduce_to_units(torch.relu(output.detach() if self.detach else output))))
-
-        return record
-
-
 class SelectivityRegularizer:
     """Gives -alpha * mu_SI on each mini-batch of a model it is attached to.
 
@@ -137,8 +115,10 @@ class SelectivityRegularizer:
         if not self.active and not self.track_selectivity:
             self._capture = None
             return nullcontext()
-        capture_type = _PositivePartCapture if self.signed == "positive" else UnitCapture
-        self._capture = capture_type(model, self.layers, detach=not self.active)
+        # "positive": each layer's output is rectified before it is pooled into units (max(x, 0) is
+        # differentiable almost everywhere, so the penalty's gradient reaches the layer where it is > 0);
+        # token maps are pooled by the layout the model states (UnitCapture), never over channels.
+        self._capture = UnitCapture(model, self.layers, detach=not self.active, signed=self.signed)
         return self._capture
 
     def penalty(self, labels: torch.Tensor) -> torch.Tensor:

@@ -125,12 +125,35 @@ def test_signed_layers_without_a_choice_are_refused():
         regularizer.penalty(torch.arange(6) % 3)
 
 
-def test_a_token_map_with_the_positive_part_is_refused_in_one_line():
-    model = create_model("vit_cifar", 10, depth=1)
-    regularizer = SelectivityRegularizer(1.0, num_classes=10, layers=["blocks.0.mlp.act"], signed="positive")
-    with regularizer.attach(model), pytest.raises(SelectivityError, match=r"blocks.0.mlp.act gives a .* token map.*mlp.units") as error:
-        model(torch.randn(2, 3, 32, 32))
+def test_a_token_map_of_unknown_layout_is_refused_in_one_line():
+    class Tokens(torch.nn.Module):  # [B, N, D] with nothing that says which tokens are patches
+        def __init__(self):
+            super().__init__()
+            self.embed, self.act, self.head = torch.nn.Linear(4, 6), torch.nn.GELU(), torch.nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.head(self.act(self.embed(x)).mean(1))
+
+    model = Tokens()
+    regularizer = SelectivityRegularizer(1.0, num_classes=3, layers=["act"], signed="positive")
+    with regularizer.attach(model), pytest.raises(SelectivityError, match=r"act gives \(2, 5, 6\), whose layout "
+                                                                          r"is not known") as error:
+        model(torch.randn(2, 5, 4))
     assert "\n" not in str(error.value)
+
+
+def test_the_vit_token_maps_give_the_penalty_of_its_pooled_units():
+    """On vit_cifar's MLP GELU token maps, positive part then patch-token mean (layout from its
+    num_prefix_tokens) gives the same penalty as the model's own pooled unit layers."""
+    model = create_model("vit_cifar", 10, depth=2).eval()
+    images, labels = torch.randn(20, 3, 32, 32), torch.arange(20) % 10
+    penalties = []
+    for layers in (["blocks.0.mlp.act", "blocks.1.mlp.act"], list(model.unit_layers)):
+        regularizer = SelectivityRegularizer(-1.0, num_classes=10, layers=layers, signed="positive")
+        with regularizer.attach(model):
+            model(images)
+        penalties.append(regularizer.penalty(labels))
+    assert torch.allclose(penalties[0], penalties[1], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("signed", ["abs", "min_shift", "", True])

@@ -99,6 +99,7 @@ class CifarViT(nn.Module):
         self.blocks = nn.Sequential(*[EncoderBlock(dim, heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
+        self.num_prefix_tokens = 1  # the class token: capture reads it to pool [B, 1 + P, D] maps over patches
         self.unit_layers = tuple(f"blocks.{index}.mlp.units" for index in range(depth))
         self.block_output_layers = self.unit_layers
 
