@@ -1,9 +1,11 @@
 """Streamed test-time measurement: accuracy, loss and per-unit SI of a model on a labelled split.
 
-Wires data -> model -> capture -> metrics. `evaluation_batches` is the one evaluation pass:
-the trainer's evaluations and `selectivity measure` (via `measure_model`, which reduces
-activations to class sums batch by batch, never keeping them) and the post-sweep analyses
-(via `unit_activations`, which keeps the first N images' activations) all iterate it.
+Wires data -> model -> capture -> metrics. `evaluation_steps` is the one evaluation pass,
+over an in-memory split or a tree streamed from disk alike: the trainer's evaluations and
+`selectivity measure` (via `measure_model`, which reduces activations to class sums batch
+by batch and, for the shuffled metrics, spills them to disk by input index) and the
+post-sweep analyses (via `unit_activations`, which keeps the first N images' activations)
+all iterate it.
 """
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,10 +19,25 @@ from tqdm.auto import tqdm
 from selectivity.capture import UnitCapture
 from selectivity.data.base import LabelledImages
 from selectivity.data.batches import normalize_images
+from selectivity.data.streamed import StreamedImages
 from selectivity.errors import SelectivityError
 from selectivity.metrics import SelectivityAccumulator, layer_summary, network_mean_si, unit_table
 from selectivity.metrics.null_table import chance_layer_summary, shuffled_unit_table
-from selectivity.metrics.shuffles import ShuffledAccumulator, ShuffleSettings, label_shuffles
+from selectivity.metrics.shuffles import ShuffledAccumulator, ShuffleSettings
+
+Split = LabelledImages | StreamedImages  # in memory (the small datasets' fast path) or read from disk per batch
+
+
+def split_batches(split: Split, batch_size: int, device, workers: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+    """(uint8 images, labels, indices in the split) per batch, on `device`, in the split's order."""
+    if isinstance(split, StreamedImages):
+        for images, labels, index in split.batches(batch_size, workers):
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True), index
+        return
+    for start in range(0, len(split), batch_size):
+        stop = min(start + batch_size, len(split))
+        yield (split.images[start:stop].to(device, non_blocking=True),
+               split.labels[start:stop].to(device, non_blocking=True), torch.arange(start, stop))
 
 
 @dataclass(frozen=True)
@@ -31,6 +48,7 @@ class Measurement:
     loss: float
     mean_si: float  # mean over units in a layer, then over layers
     class_recall: tuple[float, ...] = ()  # per class: correct / inputs of that class (NaN where absent)
+    num_inputs: int = 0  # inputs measured (a streamed tree's unreadable files left out)
 
     @property
     def dead_fraction(self) -> float:
@@ -38,9 +56,9 @@ class Measurement:
 
 
 @torch.no_grad()  # on a generator torch applies it around each step, not across yields
-def evaluation_batches(
+def evaluation_steps(
     model: nn.Module,
-    split: LabelledImages,
+    split: Split,
     mean: tuple[float, ...],
     std: tuple[float, ...],
     layers: str | list[str] | tuple[str, ...] = "relu",
@@ -50,7 +68,8 @@ def evaluation_batches(
     progress: bool = False,
     description: str = "measure",
     perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
+    workers: int = 0,
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The one evaluation pass: `split` streamed through `model` in eval mode, no gradients.
 
     Every test-time consumer (the trainer's evaluations, `selectivity measure`, the
@@ -59,38 +78,53 @@ def evaluation_batches(
 
     Args:
         model: maps normalised [B, C, H, W] to [B, K] logits.
-        split: uint8 images and labels (on the CPU or already on `device`), in order.
+        split: uint8 images and labels in memory (on the CPU or already on `device`), or a
+            StreamedImages tree decoded per batch (unreadable files left out and recorded).
         mean, std: normalisation statistics of the training data.
         layers: unit layers ("relu", "blocks", or module names).
         batch_size: inputs per forward pass.
         device: where the model runs.
-        progress: show a progress bar.
+        progress: show a progress bar counting images (images/s and the time left).
         perturb: optional (images, labels) -> images applied to each batch before normalisation,
             on float [B, C, H, W] images in [0, 1] (a corruption or an attack; it may enable
             gradients itself). None: the uint8 images are normalised directly.
+        workers: decoding processes of a StreamedImages split (0: in this process).
     Yields:
-        ({layer: [B, U] unit activations}, logits [B, K] float32, labels [B]) per batch.
+        ({layer: [B, U] unit activations}, logits [B, K] float32, labels [B], indices [B] of the
+        inputs in the split) per batch.
     """
     was_training = model.training
     model.eval()
-    starts = range(0, len(split), batch_size)
     try:
-        with UnitCapture(model, layers) as capture:
-            for start in tqdm(starts, desc=description, disable=not progress, unit="batch", leave=False):
-                images = split.images[start : start + batch_size].to(device, non_blocking=True)
-                labels = split.labels[start : start + batch_size].to(device, non_blocking=True)
+        with UnitCapture(model, layers) as capture, \
+                tqdm(total=len(split), desc=description, disable=not progress, unit="img", leave=False,
+                     smoothing=0.05) as bar:
+            for images, labels, index in split_batches(split, batch_size, device, workers):
                 if perturb is not None:  # on the [0, 1] scale; back to 0..255 for the one normalisation
                     images = perturb(images.float() / 255.0, labels) * 255.0
                 logits = model(normalize_images(images, mean, std, channels_last)).float()  # [B, K]
-                yield capture.activations, logits, labels
+                yield capture.activations, logits, labels, index
+                bar.update(len(labels))
     finally:
         model.train(was_training)
+
+
+def evaluation_batches(model: nn.Module, split: Split, mean: tuple[float, ...], std: tuple[float, ...],
+                       layers: str | list[str] | tuple[str, ...] = "relu", batch_size: int = 1000,
+                       device: torch.device | str = "cpu", channels_last: bool = False, progress: bool = False,
+                       description: str = "measure",
+                       perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                       ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]]:
+    """`evaluation_steps` without the indices: ({layer: [B, U]}, logits [B, K], labels [B]) per batch."""
+    for activations, logits, labels, _ in evaluation_steps(model, split, mean, std, layers, batch_size, device,
+                                                           channels_last, progress, description, perturb):
+        yield activations, logits, labels
 
 
 @torch.no_grad()
 def measure_model(
     model: nn.Module,
-    split: LabelledImages,
+    split: Split,
     num_classes: int,
     mean: tuple[float, ...],
     std: tuple[float, ...],
@@ -103,13 +137,16 @@ def measure_model(
     shuffles: ShuffleSettings | None = None,
     perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     observe: Callable[[dict[str, torch.Tensor]], None] | None = None,
+    workers: int = 0,
+    spill_dir: str | None = None,
 ) -> Measurement:
     """Accuracy, cross-entropy and per-unit selectivity of `model` on `split`, streamed.
 
     Args:
         model: any nn.Module mapping normalised [B, C, H, W] to [B, num_classes] logits;
             it is put in eval mode and restored afterwards.
-        split: uint8 images and labels (on the CPU or already on `device`).
+        split: uint8 images and labels (on the CPU or already on `device`), or a StreamedImages
+            tree (its unreadable files are left out with a warning that names them).
         num_classes: K.
         mean, std: normalisation statistics of the training data.
         layers: unit layers ("relu", "blocks", or module names).
@@ -122,6 +159,8 @@ def measure_model(
         perturb: as for `evaluation_batches`.
         observe: optional callback given each batch's {layer: [B, U]} unit activations
             (e.g. a covariance accumulator); called after the batch's forward pass.
+        workers: decoding processes of a StreamedImages split.
+        spill_dir: where the shuffled metrics spill responses (metrics.shuffles; default: temp).
 
     Returns:
         A Measurement with the per-unit and per-layer tables and the summaries.
@@ -131,26 +170,32 @@ def measure_model(
     correct_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
     inputs_per_class = torch.zeros(num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    shuffled = ShuffledAccumulator(num_classes, shuffles.bins) if shuffles else None
-    labelings = label_shuffles(split.labels, num_classes, shuffles.shuffles, shuffles.seed).to(device) if shuffles else None
-    start = 0  # evaluation_batches streams `split` in order
-    batches = evaluation_batches(model, split, mean, std, layers, batch_size, device, channels_last, progress,
-                                 description, perturb)
-    for activations, logits, labels in batches:
-        accumulator.update(activations, labels)
-        if observe is not None:
-            observe(activations)
-        if shuffled is not None:  # label_shuffles checked every label up front
-            shuffled.update(activations, labelings[:, start : start + len(labels)])
-        start += len(labels)
-        hits = logits.argmax(1) == labels  # [B]
-        correct += hits.sum()
-        # index_add_ on clamped labels: no host sync; bad labels weigh 0 (the accumulator reports them)
-        valid = (labels >= 0) & (labels < num_classes)
-        index = labels.clamp(0, num_classes - 1)
-        correct_per_class.index_add_(0, index, (hits & valid).long())
-        inputs_per_class.index_add_(0, index, valid.long())
-        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
+    shuffled = ShuffledAccumulator(split.labels, num_classes, shuffles, spill_dir) if shuffles else None
+    measured = 0
+    try:
+        for activations, logits, labels, index in evaluation_steps(model, split, mean, std, layers, batch_size, device,
+                                                                   channels_last, progress, description, perturb,
+                                                                   workers):
+            accumulator.update(activations, labels)
+            if observe is not None:
+                observe(activations)
+            if shuffled is not None:  # rows by index: order- and batch-free (metrics.shuffles)
+                shuffled.update(activations, index)
+            measured += len(labels)
+            hits = logits.argmax(1) == labels  # [B]
+            correct += hits.sum()
+            # index_add_ on clamped labels: no host sync; bad labels weigh 0 (the accumulator reports them)
+            valid = (labels >= 0) & (labels < num_classes)
+            clamped = labels.clamp(0, num_classes - 1)
+            correct_per_class.index_add_(0, clamped, (hits & valid).long())
+            inputs_per_class.index_add_(0, clamped, valid.long())
+            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
+        if isinstance(split, StreamedImages):
+            split.report_unreadable()  # all unreadable: one line; a few: a warning naming them
+    except BaseException:
+        if shuffled is not None:
+            shuffled.close()  # the spill file goes, also on Ctrl-C
+        raise
     units = unit_table(accumulator.result())
     layers = layer_summary(units)
     if shuffled is not None:
@@ -159,10 +204,11 @@ def measure_model(
     return Measurement(
         units=units,
         layers=layers,
-        accuracy=int(correct) / len(split),
-        loss=float(loss_sum) / len(split),
+        accuracy=int(correct) / measured,
+        loss=float(loss_sum) / measured,
         mean_si=network_mean_si(units),
         class_recall=tuple((correct_per_class.double() / inputs_per_class.double()).tolist()),  # 0/0 = NaN
+        num_inputs=measured,
     )
 
 
