@@ -1,6 +1,6 @@
 """Listings of image trees too large to hold in memory: files, labels and class names only.
 
-Two layouts (docs/measure.md#measuring-a-pretrained-imagenet-model):
+Two layouts:
 - class folders, `root/<class>/<image>` (torchvision's ImageFolder; ImageNet val sorted into
   folders): classes are the sorted folder names;
 - a flat folder of images with a ground-truth file (ImageNet val as distributed): one line

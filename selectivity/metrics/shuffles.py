@@ -1,6 +1,6 @@
 """Single-unit metrics under the true labels and S label shuffles, exact and in bounded memory.
 
-Design (docs/unit_toolkit.md#memory): during the one data pass each input's [U] unit
+Design (docs/unit_toolkit.md, "Memory"): during the one data pass each input's [U] unit
 responses are written, as float32, to row `index` of a spill array laid out
 [unit chunk, input, unit in chunk] (a memory-mapped file once it would exceed
 `in_memory_bytes`, else RAM). Nothing of size K x U x S, or per-unit histograms, is held
