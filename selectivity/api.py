@@ -17,7 +17,7 @@ from torch import nn
 from selectivity.capture import UnitCapture
 from selectivity.errors import SelectivityError
 from selectivity.metrics import network_mean_si
-from selectivity.metrics.shuffles import ShuffleSettings, label_shuffles
+from selectivity.metrics.shuffles import ShuffleSettings
 from selectivity.metrics.unit_tables import UnitTables
 from selectivity.setup import resolve_device
 
@@ -80,10 +80,9 @@ def measure(model: nn.Module, loader, num_classes: int, layers="relu", tokens: s
         raise SelectivityError(f"model is a {type(model).__name__}; expected a torch.nn.Module")
     device = resolve_device(str(device))
     settings = ShuffleSettings(shuffles, bins, shuffle_seed) if shuffles is not None else None
-    labelings = label_shuffles(loader_labels(loader), num_classes, shuffles, shuffle_seed).to(device) \
-        if settings else None
+    all_labels = loader_labels(loader) if settings else None  # the loader is read twice: same order both times
     signed_any = signed is not None and (not isinstance(signed, dict) or any(signed.values()))
-    tables = UnitTables(num_classes, signed_any, settings)
+    tables = UnitTables(num_classes, signed_any, settings, all_labels)
     model.to(device)
     was_training = model.training
     model.eval()
@@ -94,11 +93,17 @@ def measure(model: nn.Module, loader, num_classes: int, layers="relu", tokens: s
                 inputs, labels, mask = split_batch(batch, device)
                 capture.token_mask = mask
                 logits = logits_of(model(**inputs) if isinstance(inputs, dict) else model(inputs))
-                tables.update(capture, labels, labelings[:, seen : seen + len(labels)] if settings else None)
+                if settings and not torch.equal(labels.cpu(), all_labels[seen : seen + len(labels)]):
+                    raise SelectivityError("the loader gave its inputs in another order the second time; expected "
+                                           "the same order on every pass with shuffles (no shuffle=True)")
+                tables.update(capture, labels, torch.arange(seen, seen + len(labels)) if settings else None)
                 has_logits = has_logits and isinstance(logits, torch.Tensor) and logits.dim() == 2
                 if has_logits:
                     correct += int((logits.argmax(1) == labels).sum())
                 seen += len(labels)
+    except BaseException:
+        tables.close()
+        raise
     finally:
         model.train(was_training)
     units, layer_table = tables.tables()

@@ -101,6 +101,14 @@ def load_timm_model(name: str, num_classes: int, weights: str | Path | None = No
             raise SelectivityError(f"weights file {weights} does not fit timm {name} ({result}); expected a "
                                    f"state_dict of {name} with {num_classes} classes")
     config = timm.data.resolve_data_config({}, model=model)
+    channels = int(options.get("in_chans", len(config["mean"])))
+    if channels != len(config["mean"]):  # timm's config keeps the RGB statistics of the pretrained weights
+        config["mean"] = (sum(config["mean"]) / len(config["mean"]),) * channels  # their channel average,
+        config["std"] = (sum(config["std"]) / len(config["std"]),) * channels  # as inputs are averaged over RGB
+    if "img_size" in options:  # timm's config keeps the pretrained weights' input size (224): the option wins
+        img_size = options["img_size"]
+        size = tuple(img_size) if isinstance(img_size, (tuple, list)) else (int(img_size), int(img_size))
+        config["input_size"], config["crop_pct"] = (channels, *size), 1.0  # the model's own size: no crop
     size = tuple(config["input_size"][1:])
     model.register_forward_pre_hook(eval_resize(size, float(config.get("crop_pct", 1.0))), with_kwargs=True)
     described = (f"timm data config: resize to {size[0]}x{size[1]} (crop_pct {config.get('crop_pct', 1.0):g}), "

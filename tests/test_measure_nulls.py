@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import mutual_info_score
+from sklearn.metrics import mutual_info_score, roc_auc_score
 
 from selectivity.capture import UnitCapture
 from selectivity.cli import main
@@ -38,10 +38,12 @@ def test_shuffles_add_columns_without_changing_si_and_means_match_a_direct_pass(
         model(normalize_images(split.images, digits.mean, digits.std))
         direct = torch.cat(list(capture.activations.values()), 1).double().numpy()  # [N, U]
     np.testing.assert_allclose(nulls.units["mean_activation"], direct.mean(0), rtol=1e-9, atol=1e-12)
-    labels, top = split.labels.numpy(), direct[:64].max(0)  # the first batch sets the top bin edge
+    labels, top = split.labels.numpy(), direct.max(0)  # the exact maximum over every input sets the top bin edge
     for unit in np.flatnonzero(top > 0)[:5]:
         binned = numpy_bins(direct[:, unit], top[unit], 8)
         assert nulls.units.loc[unit, "mutual_information"] == pytest.approx(mutual_info_score(labels, binned) / np.log(2))
+        preferred = nulls.units.loc[unit, "preferred_class"]
+        assert nulls.units.loc[unit, "auc"] == pytest.approx(roc_auc_score(labels == preferred, direct[:, unit]), abs=1e-9)
     above = nulls.layers["si_above_chance"]
     expected = (nulls.units["si_z"] > 1.6448536269514722).groupby(nulls.units["layer"], sort=False).mean()
     np.testing.assert_allclose(above, expected.to_numpy())

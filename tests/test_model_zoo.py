@@ -55,13 +55,10 @@ def numpy_d_prime(responses, labels):
     return np.array(values)
 
 
-def sklearn_auc(responses, labels, preferred, first_batch):
-    """roc_auc_score of the preferred class on the binned responses (bins fixed by the first batch's max)."""
-    top = responses[:first_batch].max(0)
-    top = np.where(top > 0, top, 1.0)
-    width = top / (BINS - 1)
-    bins = np.where(responses > 0, np.clip(np.floor(responses / width).astype(int) + 1, 1, BINS - 1), 0)
-    return np.array([roc_auc_score(labels == k, bins[:, u]) if bins[:, u].std() > 0 else 0.5
+def sklearn_auc(responses, labels, preferred, first_batch=None):
+    """roc_auc_score of the preferred class against the rest on the responses themselves (exact, no bins;
+    0.5 for a constant response). `first_batch` is unused: the AUC does not depend on the input order."""
+    return np.array([roc_auc_score(labels == k, responses[:, u]) if responses[:, u].std() > 0 else 0.5
                      for u, k in enumerate(preferred)])
 
 

@@ -13,28 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from selectivity.metrics.selectivity_index import preferred_class, selectivity_index
-from selectivity.metrics.shuffles import ShuffledStatistics
-from selectivity.metrics.unit_metrics import (d_prime_from_moments, lifetime_sparseness, mutual_information_bits,
-                                              preferred_class_auc)
+from selectivity.metrics.shuffles import NULL_METRICS, ShuffledMetrics
 
-NULL_METRICS = ("si", "d_prime", "auc", "mutual_information")
 Z_ABOVE_CHANCE = 1.6448536269514722  # scipy.stats.norm.ppf(0.95)
-
-
-def labeling_metrics(stats: ShuffledStatistics) -> dict[str, torch.Tensor]:
-    """{metric: [S+1, U]} of every NULL_METRICS metric under each labeling (row 0 = true labels)."""
-    labelings, classes, units = stats.means.shape
-    flat_means = stats.means.permute(1, 0, 2).reshape(classes, labelings * units)  # [K, (S+1) U]
-    flat_variances = stats.variances.permute(1, 0, 2).reshape(classes, labelings * units)
-    counts = stats.counts.to(torch.float64)
-    preferred = preferred_class(flat_means, counts)  # [(S+1) U]; re-chosen under every shuffle
-    return {
-        "si": selectivity_index(flat_means, counts).view(labelings, units),
-        "d_prime": d_prime_from_moments(flat_means, flat_variances, counts, preferred).view(labelings, units),
-        "auc": preferred_class_auc(stats.histograms, preferred.view(labelings, units)),
-        "mutual_information": mutual_information_bits(stats.histograms).to(stats.means.device),
-    }
 
 
 def compare_with_null(values: torch.Tensor) -> dict[str, np.ndarray]:
@@ -54,27 +35,21 @@ def compare_with_null(values: torch.Tensor) -> dict[str, np.ndarray]:
     return {"value": observed, "null_mean": null_mean, "z": z, "p": p}
 
 
-def shuffled_unit_table(stats: ShuffledStatistics) -> pd.DataFrame:
+def shuffled_unit_table(stats: ShuffledMetrics) -> pd.DataFrame:
     """One row per unit (the unit_table's order): auc, mutual_information (bits),
-    lifetime_sparseness, mean_activation, histogram_overflow and, with shuffles, each
-    NULL_METRICS metric's null_mean, z and p."""
-    metrics = labeling_metrics(stats)
-    counts = stats.counts.to(torch.float64).view(-1, 1)  # [K, 1]
-    total = (stats.means[0] * counts).sum(0)  # [U] sums over every input
-    total_square = ((stats.variances[0] + stats.means[0].square()) * counts).sum(0)
-    num_inputs = int(stats.counts.sum())
+    lifetime_sparseness, mean_activation and, with shuffles, each NULL_METRICS metric's
+    null_mean, z and p."""
     columns = {
         "layer": [name for name, size in zip(stats.layer_names, stats.layer_sizes) for _ in range(size)],
         "unit": [unit for size in stats.layer_sizes for unit in range(size)],
-        "auc": metrics["auc"][0].cpu().numpy(),
-        "mutual_information": metrics["mutual_information"][0].cpu().numpy(),
-        "lifetime_sparseness": lifetime_sparseness(total, total_square, max(num_inputs, 2)).cpu().numpy(),
-        "mean_activation": (total / max(num_inputs, 1)).cpu().numpy(),
-        "histogram_overflow": (stats.overflow.to(torch.float64) / max(num_inputs, 1)).cpu().numpy(),
+        "auc": stats.values["auc"][0].numpy(),
+        "mutual_information": stats.values["mutual_information"][0].numpy(),
+        "lifetime_sparseness": stats.lifetime_sparseness.numpy(),
+        "mean_activation": stats.mean_activation.numpy(),
     }
-    if stats.means.shape[0] > 1:
+    if len(stats.labelings) > 1:
         for metric in NULL_METRICS:
-            summary = compare_with_null(metrics[metric])
+            summary = compare_with_null(stats.values[metric])
             for key in ("null_mean", "z", "p"):
                 columns[f"{metric}_{key}"] = summary[key]
     return pd.DataFrame(columns)

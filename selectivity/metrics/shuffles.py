@@ -1,19 +1,40 @@
-"""Streaming class statistics under the true labels and S label shuffles at once (one data pass).
+"""Single-unit metrics under the true labels and S label shuffles, exact and in bounded memory.
 
-Every input's label under each shuffle is fixed before the pass (a permutation of the whole
-split's label vector per shuffle), so each batch adds to all S + 1 labelings: per-class
-sums and sums of squares [S+1, K, U] and per-unit class-conditional response histograms
-[S+1, K, U, B]. Activations are never kept.
+Design (docs/unit_toolkit.md, "Memory"): during the one data pass each input's [U] unit
+responses are written, as float32, to row `index` of a spill array laid out
+[unit chunk, input, unit in chunk] (a memory-mapped file once it would exceed
+`in_memory_bytes`, else RAM). Nothing of size K x U x S, or per-unit histograms, is held
+during the pass. After the pass each chunk of units is read back contiguously and every
+metric is computed exactly from its responses:
 
-Bins (per unit, fixed after the first batch): bin 0 holds exact zeros (a ReLU's silent
-responses); bins 1..B-1 split (0, top] evenly, top = the unit's largest activation in the
-first batch. Later values above top fall into the last bin and are counted in `overflow`.
+- class sums and sums of squares per labeling -> SI, d' (float64);
+- ROC-AUC from tie-averaged ranks (Mann-Whitney U): equal to sklearn's roc_auc_score on
+  the raw responses, not on bins;
+- mutual information on the documented binning: bin 0 holds r <= 0 (a ReLU's silent
+  responses), bins 1..B-1 split (0, top] evenly with top = the unit's exact largest
+  response over every input; so no bin depends on which inputs came first.
+
+Rows are addressed by the input's index in the dataset's listing, not by arrival order,
+and the S permutations are drawn over that listing at the end, so the values (nulls
+included) do not depend on batch size, worker count or reading order. Float32 storage is
+exact for float32/bfloat16/float16 activations. Peak memory after the pass is about
+(S + 5) x N x chunk x 8 bytes plus K x chunk x B x 8 per labeling in flight.
 """
+import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
+from scipy.stats import rankdata
 
 from selectivity.errors import SelectivityError
+from selectivity.metrics.selectivity_index import preferred_class, selectivity_index
+from selectivity.metrics.unit_metrics import d_prime_from_moments, lifetime_sparseness, mutual_information_bits, rank_auc
+
+NULL_METRICS = ("si", "d_prime", "auc", "mutual_information")
+IN_MEMORY_BYTES = 256 * 2**20  # spill arrays up to this size stay in RAM
 
 
 @dataclass(frozen=True)
@@ -22,7 +43,7 @@ class ShuffleSettings:
 
     Attributes:
         shuffles: label shuffles S (0: metrics without nulls; else >= 2, a null needs a spread).
-        bins: response bins per unit for mutual information and ROC-AUC (>= 3).
+        bins: response bins per unit for mutual information (>= 3).
         seed: seeds the S permutations.
     """
 
@@ -40,7 +61,7 @@ class ShuffleSettings:
 def label_shuffles(labels: torch.Tensor, num_classes: int, shuffles: int, seed: int) -> torch.Tensor:
     """[S+1, N] labelings: row 0 the true labels, rows 1..S permutations of them (fixed by seed).
 
-    Labels are checked here, up front, since the accumulator indexes with them.
+    Labels are checked here, since the metrics index with them.
     """
     labels = labels.cpu()
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
@@ -52,80 +73,146 @@ def label_shuffles(labels: torch.Tensor, num_classes: int, shuffles: int, seed: 
 
 
 def response_bins(units: torch.Tensor, top: torch.Tensor, bins: int) -> torch.Tensor:
-    """[B, U] bin index of each response: 0 for r <= 0, else min(B - 1, 1 + floor(r / width)).
+    """[N, U] bin index of each response: 0 for r <= 0, else min(B - 1, 1 + floor(r / width)).
 
-    width = top / (B - 1), so bin j >= 1 holds [(j - 1) width, j width); a response at a bin
-    centre ((j - 0.5) width) always lands in bin j.
+    width = top / (B - 1), top = the unit's largest response, so r = top is in bin B - 1 and
+    bin j >= 1 holds [(j - 1) width, j width).
     """
-    width = top / (bins - 1)  # [U]
+    width = torch.where(top > 0, top, torch.ones_like(top)) / (bins - 1)  # [U]; a silent unit: any width
     index = (units / width).floor().to(torch.int64) + 1
     return torch.where(units > 0, index.clamp(1, bins - 1), torch.zeros_like(index))
 
 
 @dataclass(frozen=True)
-class ShuffledStatistics:
-    """Per-unit statistics under S + 1 labelings (row 0 = true labels); units concatenated over layers."""
+class ShuffledMetrics:
+    """Per-unit metrics under S + 1 labelings (row 0 = true labels); units concatenated over layers."""
 
     layer_names: tuple[str, ...]
     layer_sizes: tuple[int, ...]
-    counts: torch.Tensor  # [K] inputs per class (a permutation keeps them)
-    means: torch.Tensor  # [S+1, K, U]
-    variances: torch.Tensor  # [S+1, K, U] population
-    histograms: torch.Tensor  # [S+1, K, U, B]
-    top: torch.Tensor  # [U] upper bin edge
-    overflow: torch.Tensor  # [U] responses above top (put in the last bin)
+    num_inputs: int
+    values: dict[str, torch.Tensor]  # NULL_METRICS metric -> [S+1, U] float64
+    mean_activation: torch.Tensor  # [U]
+    lifetime_sparseness: torch.Tensor  # [U]
+    labelings: torch.Tensor  # [S+1, N] over the seen inputs in index order
+
+
+def chunk_metrics(responses: torch.Tensor, labelings: torch.Tensor, num_classes: int, bins: int) -> dict[str, torch.Tensor]:
+    """{metric: [S+1, c]} for one chunk of units from its exact responses.
+
+    Args:
+        responses: [N, c] float64, one row per input.
+        labelings: [S+1, N] class indices (checked).
+        num_classes: K.
+        bins: B for mutual information.
+    """
+    count, width = responses.shape
+    ranks = torch.from_numpy(rankdata(responses.numpy(), axis=0))  # [N, c] tie-averaged, 1-based
+    top = responses.amax(0) if count else torch.zeros(width, dtype=torch.float64)
+    cells = torch.arange(width) * bins + response_bins(responses, top, bins)  # [N, c] (unit, bin)
+    squares = responses.square()
+    out = {metric: torch.empty(len(labelings), width, dtype=torch.float64) for metric in NULL_METRICS}
+    for row, labels in enumerate(labelings):
+        class_counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)  # [K]
+        sums = torch.zeros(num_classes, width, dtype=torch.float64).index_add_(0, labels, responses)
+        sums_sq = torch.zeros(num_classes, width, dtype=torch.float64).index_add_(0, labels, squares)
+        rank_sums = torch.zeros(num_classes, width, dtype=torch.float64).index_add_(0, labels, ranks)
+        divisor = class_counts.clamp_min(1).unsqueeze(1)
+        means = sums / divisor
+        variances = (sums_sq / divisor - means.square()).clamp_min(0)
+        preferred = preferred_class(means, class_counts)  # [c]; re-chosen under every labeling
+        out["si"][row] = selectivity_index(means, class_counts)
+        out["d_prime"][row] = d_prime_from_moments(means, variances, class_counts, preferred)
+        out["auc"][row] = rank_auc(rank_sums.gather(0, preferred.unsqueeze(0)).squeeze(0), class_counts[preferred], count)
+        index = labels.unsqueeze(1) * (width * bins) + cells  # [N, c] (class, unit, bin)
+        joint = torch.bincount(index.flatten(), minlength=num_classes * width * bins).view(num_classes, width, bins)
+        out["mutual_information"][row] = mutual_information_bits(joint)
+    return out
 
 
 class ShuffledAccumulator:
-    """Consumes [B, U] unit activations with [S+1, B] labelings; see the module docstring.
+    """Spills [B, U] unit responses by input index; `result()` gives every metric, exactly.
 
     Args:
+        labels: [N] the class of every input of the split, in index order (checked).
         num_classes: K.
-        bins: response bins per unit.
+        settings: shuffles, bins and seed.
+        spill_dir: folder for the memory-mapped spill file (default: the system's temp folder);
+            the file is deleted when `close()` or `result()` runs.
+        chunk_units: units per chunk (the unit of work after the pass).
+        in_memory_bytes: keep the spill array in RAM up to this size.
     """
 
-    def __init__(self, num_classes: int, bins: int):
-        self.num_classes, self.bins = num_classes, bins
+    def __init__(self, labels: torch.Tensor, num_classes: int, settings: ShuffleSettings,
+                 spill_dir: str | Path | None = None, chunk_units: int = 256, in_memory_bytes: int = IN_MEMORY_BYTES):
+        label_shuffles(labels, num_classes, 0, 0)  # checks the labels
+        self.labels, self.num_classes, self.settings = labels.cpu(), num_classes, settings
+        self.spill_dir, self.chunk_units, self.in_memory_bytes = spill_dir, chunk_units, in_memory_bytes
         self.layer_names: tuple[str, ...] | None = None
+        self.seen = torch.zeros(len(labels), dtype=torch.bool)
+        self._folder: tempfile.TemporaryDirectory | None = None
 
-    def _start(self, activations: dict[str, torch.Tensor], units: torch.Tensor, labelings: int) -> None:
+    def _start(self, activations: dict[str, torch.Tensor]) -> None:
         self.layer_names = tuple(activations)
         self.layer_sizes = tuple(a.shape[1] for a in activations.values())
-        shape, options = (labelings, self.num_classes, units.shape[1]), {"dtype": torch.float64, "device": units.device}
-        self.sums, self.squares = torch.zeros(shape, **options), torch.zeros(shape, **options)
-        self.histograms = torch.zeros(*shape, self.bins, dtype=torch.int64, device=units.device)
-        top = units.amax(0)
-        self.top = torch.where(top > 0, top, torch.ones_like(top))  # silent so far: any positive edge
-        self.overflow = torch.zeros(units.shape[1], dtype=torch.int64, device=units.device)
-        self.counts = torch.zeros(self.num_classes, dtype=torch.int64, device=units.device)
+        units = sum(self.layer_sizes)
+        self.chunk = min(self.chunk_units, units)
+        shape = (math.ceil(units / self.chunk), len(self.labels), self.chunk)
+        if math.prod(shape) * 4 <= self.in_memory_bytes:
+            self.spill = np.zeros(shape, dtype=np.float32)
+        else:  # on disk: the page cache, not the process, holds what fits
+            self._folder = tempfile.TemporaryDirectory(prefix="selectivity-spill-", dir=self.spill_dir)
+            self.spill = np.lib.format.open_memmap(Path(self._folder.name) / "responses.npy", mode="w+",
+                                                   dtype=np.float32, shape=shape)
 
-    def update(self, activations: dict[str, torch.Tensor], labelings: torch.Tensor) -> None:
-        """Add one batch: `activations` maps layer -> [B, U_l]; `labelings` is [S+1, B] (checked valid)."""
-        units = torch.cat([a.detach() for a in activations.values()], 1).to(torch.float64)  # [B, U]
+    def update(self, activations: dict[str, torch.Tensor], index: torch.Tensor) -> None:
+        """Add one batch: `activations` maps layer -> [B, U_l]; `index` [B] the inputs' indices in the split."""
         if self.layer_names is None:
-            self._start(activations, units, labelings.shape[0])
-        if labelings.shape != (self.sums.shape[0], units.shape[0]):
-            raise SelectivityError(f"labelings of shape {tuple(labelings.shape)} for a batch of {units.shape[0]}; "
-                                   f"expected [{self.sums.shape[0]}, {units.shape[0]}]")
-        one_hot = torch.nn.functional.one_hot(labelings, self.num_classes).to(torch.float64)  # [S+1, B, K]
-        self.counts += one_hot[0].sum(0).to(torch.int64)
-        self.sums += torch.einsum("sbk,bu->sku", one_hot, units)
-        self.squares += torch.einsum("sbk,bu->sku", one_hot, units.square())
-        bins = response_bins(units, self.top, self.bins)  # [B, U]
-        self.overflow += (units > self.top).sum(0)
-        num_units = units.shape[1]
-        cell = torch.arange(num_units, device=units.device) * self.bins + bins  # [B, U] (unit, bin) cell
-        for row, labels in enumerate(labelings):  # one bincount per labeling bounds the memory to [B, U]
-            index = labels.unsqueeze(1) * (num_units * self.bins) + cell  # [B, U] (class, unit, bin) cell
-            counts = torch.bincount(index.flatten(), minlength=self.num_classes * num_units * self.bins)
-            self.histograms[row] += counts.view(self.num_classes, num_units, self.bins)
+            self._start(activations)
+        units = torch.cat([a.detach() for a in activations.values()], 1).float().cpu()  # [B, U]
+        index = index.cpu()
+        if units.shape[1] != sum(self.layer_sizes) or index.shape != units.shape[:1]:
+            raise SelectivityError(f"a batch of {tuple(units.shape)} responses with {tuple(index.shape)} indices; "
+                                   f"expected [B, {sum(self.layer_sizes)}] and [B]")
+        if len(index) and (int(index.min()) < 0 or int(index.max()) >= len(self.labels) or bool(self.seen[index].any())):
+            raise SelectivityError(f"input indices {int(index.min())}..{int(index.max())} repeat or leave "
+                                   f"0..{len(self.labels) - 1}; expected each input once")
+        self.seen[index] = True
+        rows = index.numpy()
+        order = np.argsort(rows)  # ascending rows: sequential writes into each chunk
+        values = units.numpy()[order]
+        padded = self.spill.shape[0] * self.chunk
+        if padded > values.shape[1]:
+            values = np.pad(values, ((0, 0), (0, padded - values.shape[1])))
+        self.spill[:, rows[order], :] = values.reshape(len(rows), self.spill.shape[0], self.chunk).transpose(1, 0, 2)
 
-    def result(self) -> ShuffledStatistics:
+    def result(self) -> ShuffledMetrics:
+        """Every metric under the true labels and the S shuffles of the seen inputs' labels."""
         if self.layer_names is None:
             raise SelectivityError("no batches were seen; expected at least one batch of activations")
-        counts = self.counts.clone()
-        divisor = counts.clamp_min(1).to(torch.float64).view(1, -1, 1)
-        means = self.sums / divisor
-        variances = (self.squares / divisor - means.square()).clamp_min(0)
-        return ShuffledStatistics(self.layer_names, self.layer_sizes, counts, means, variances,
-                                  self.histograms.clone(), self.top.clone(), self.overflow.clone())
+        try:
+            seen = self.seen.nonzero().squeeze(1)
+            labelings = label_shuffles(self.labels[seen], self.num_classes, self.settings.shuffles, self.settings.seed)
+            total = sum(self.layer_sizes)
+            parts: dict[str, list[torch.Tensor]] = {metric: [] for metric in NULL_METRICS}
+            sums, squares = [], []
+            for chunk in range(self.spill.shape[0]):
+                width = min(self.chunk, total - chunk * self.chunk)
+                responses = torch.from_numpy(np.asarray(self.spill[chunk][seen.numpy(), :width], dtype=np.float64))
+                for metric, values in chunk_metrics(responses, labelings, self.num_classes, self.settings.bins).items():
+                    parts[metric].append(values)
+                sums.append(responses.sum(0))
+                squares.append(responses.square().sum(0))
+            count = len(seen)
+            total_sum, total_square = torch.cat(sums), torch.cat(squares)
+            return ShuffledMetrics(
+                self.layer_names, self.layer_sizes, count, {m: torch.cat(v, 1) for m, v in parts.items()},
+                total_sum / max(count, 1), lifetime_sparseness(total_sum, total_square, max(count, 2)), labelings)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Delete the spill file (also on interruption: measure calls this in a finally)."""
+        self.spill = None
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None

@@ -2,7 +2,7 @@
 
 Definitions and sources (docs/unit_toolkit.md; docs/definitions.md#other-single-unit-metrics):
     d'                    preferred class vs the rest, signal-detection sensitivity (Green & Swets 1966)
-    one-vs-rest ROC-AUC   P(r_pref > r_rest) + P(tie)/2 (Mann-Whitney U / (n_pos n_neg); Hanley & McNeil 1982)
+    one-vs-rest ROC-AUC   P(r_pref > r_rest) + P(tie)/2, exact from ranks (Mann-Whitney U / (n_pos n_neg); Hanley & McNeil 1982)
     mutual information    I(R; C) in bits between the binned response R and the class C (Cover & Thomas 2006)
     lifetime sparseness   S = (1 - (sum r / n)^2 / (sum r^2 / n)) / (1 - 1/n) over the n inputs
                           (Vinje & Gallant 2000, after Rolls & Tovee 1995)
@@ -45,34 +45,22 @@ def preferred_versus_rest_d_prime(stats: UnitStatistics) -> torch.Tensor:
     return d_prime_from_moments(stats.means, stats.variances, stats.counts, stats.preferred_class())
 
 
-def histogram_auc(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-    """[...] ROC-AUC of positives vs negatives from their histograms over the same ordered bins.
+def rank_auc(rank_sum: torch.Tensor, positives: torch.Tensor, num_inputs: int) -> torch.Tensor:
+    """[...] exact ROC-AUC of positives vs the rest from the sum of the positives' ranks (Mann-Whitney U).
 
-    AUC = P(bin_pos > bin_neg) + P(bin_pos == bin_neg) / 2: inputs sharing a bin are ties.
-    Equals sklearn's roc_auc_score on the bin indices; on raw responses it differs only by
-    the ties binning creates. 0.5 where either side is empty.
+    AUC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos n_neg), ranks 1..N tie-averaged over all
+    N inputs: P(r_pos > r_neg) + P(tie) / 2, equal to sklearn's roc_auc_score. 0.5 where
+    either side is empty.
 
     Args:
-        positive, negative: [..., B] counts per bin (bin order = response order).
+        rank_sum: [...] sum of the positives' ranks.
+        positives: [...] n_pos.
+        num_inputs: N.
     """
-    positive, negative = positive.to(torch.float64), negative.to(torch.float64)
-    below = negative.cumsum(-1) - negative  # [..., B] negatives in lower bins
-    wins = (positive * (below + negative / 2)).sum(-1)
-    pairs = positive.sum(-1) * negative.sum(-1)
+    positives = positives.to(torch.float64)
+    pairs = positives * (num_inputs - positives)
+    wins = rank_sum - positives * (positives + 1) / 2
     return torch.where(pairs > 0, wins / pairs.clamp_min(1), torch.full_like(wins, 0.5))
-
-
-def preferred_class_auc(histograms: torch.Tensor, preferred: torch.Tensor) -> torch.Tensor:
-    """[..., U] one-vs-rest ROC-AUC of each unit's preferred class.
-
-    Args:
-        histograms: [..., K, U, B] class-conditional response histograms.
-        preferred: [..., U] preferred class per unit.
-    """
-    index = preferred.unsqueeze(-2).unsqueeze(-1).expand(*preferred.shape[:-1], 1, *histograms.shape[-2:])
-    positive = histograms.gather(-3, index).squeeze(-3)  # [..., U, B]
-    negative = histograms.sum(-3) - positive
-    return histogram_auc(positive, negative)
 
 
 def mutual_information_bits(histograms: torch.Tensor) -> torch.Tensor:

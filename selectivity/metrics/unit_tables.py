@@ -6,9 +6,10 @@ both compute SI, d' and the nulls the same way:
         positive / abs: capture's rectified / absolute responses; min_shift: raw class means
         minus the unit's running minimum (metrics.signed); None: raw, refused if negative.
     d' on the raw responses (shift-invariant, defined on signed values).
-    AUC, MI and the label-shuffle nulls come from metrics.shuffles, whose bins start at 0: on
-        "positive"/"abs" layers they are computed on the rectified/absolute responses; shuffles
-        with "min_shift" are refused (docs/definitions.md#signed-responses).
+    AUC, MI and the label-shuffle nulls come from metrics.shuffles (responses kept by input
+        index, so order- and batch-free), whose bins start at 0: on "positive"/"abs" layers they
+        are computed on the rectified/absolute responses; shuffles with "min_shift" are refused
+        (docs/definitions.md#signed-responses).
 """
 import pandas as pd
 import torch
@@ -29,18 +30,23 @@ class UnitTables:
         num_classes: K.
         signed_any: whether a signed choice was made for some layer (then raw responses are kept for d').
         shuffles: ShuffleSettings or None.
+        labels: with shuffles, [N] the class of every input, by index (the rows `update` receives).
+        spill_dir: with shuffles, where the responses are spilled (metrics.shuffles; default: temp).
     """
 
-    def __init__(self, num_classes: int, signed_any: bool, shuffles: ShuffleSettings | None = None):
+    def __init__(self, num_classes: int, signed_any: bool, shuffles: ShuffleSettings | None = None,
+                 labels: torch.Tensor | None = None, spill_dir=None):
         self.num_classes, self.signed_any = num_classes, signed_any
         self.si_accumulator: SelectivityAccumulator | None = None
         self.raw_accumulator = SelectivityAccumulator(num_classes, allow_negative=True) if signed_any else None
-        self.shuffled = ShuffledAccumulator(num_classes, shuffles.bins) if shuffles else None
+        if shuffles is not None and labels is None:
+            raise SelectivityError("shuffles need every input's label up front; expected labels [N]")
+        self.shuffled = ShuffledAccumulator(labels, num_classes, shuffles, spill_dir) if shuffles else None
         self.settings: dict[str, dict[str, object]] = {}
 
-    def update(self, capture, labels: torch.Tensor, labelings: torch.Tensor | None = None) -> None:
+    def update(self, capture, labels: torch.Tensor, index: torch.Tensor | None = None) -> None:
         """Add one batch from a capture.UnitCapture after its forward pass (its activations,
-        raw_activations, signed_choices and settings()); `labelings` [S+1, B] when shuffling."""
+        raw_activations, signed_choices and settings()); `index` [B] the inputs' indices when shuffling."""
         if self.si_accumulator is None:
             self.settings = capture.settings()
             choices = capture.signed_choices
@@ -55,7 +61,12 @@ class UnitTables:
         if self.raw_accumulator is not None:
             self.raw_accumulator.update(capture.raw_activations, labels)
         if self.shuffled is not None:
-            self.shuffled.update(capture.activations, labelings)
+            self.shuffled.update(capture.activations, index)
+
+    def close(self) -> None:
+        """Delete any spill file (on interruption; `tables` deletes it when done)."""
+        if self.shuffled is not None:
+            self.shuffled.close()
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(units table, layers table), each with the layout, reduction and signed columns."""
