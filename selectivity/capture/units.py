@@ -236,16 +236,19 @@ class UnitCapture:
             self._signed = {"*": signed}
         self._model_layouts = model_layouts(self.model)
         self._token_layout = token_layout_of(self.model, self._tokens)
-        self._resolved: dict[str, UnitLayout] = {}
 
-    def _layout_for(self, name: str, output: torch.Tensor) -> UnitLayout:
-        """Declared, else stated by the model, else by shape ([B, C, H, W] / [B, U]); cached per module."""
-        if name not in self._resolved:
-            layout = match_pattern(name, self._declared, "layout") or self._model_layouts.get(name)
-            if layout is None and output.dim() == 3 and self._token_layout is not None:
-                layout = self._token_layout
-            self._resolved[name] = layout or layout_from_shape(output, name)
-        return self._resolved[name]
+    def _stated_layout(self, name: str) -> UnitLayout | None:
+        """Declared, else stated by the model: known before any output, so fixed when the hook is made."""
+        return match_pattern(name, self._declared, "layout") or self._model_layouts.get(name)
+
+    def _layout_for(self, name: str, stated: UnitLayout | None, output: torch.Tensor) -> UnitLayout:
+        """`stated`, else the model's token layout for [B, N, D], else by shape ([B, C, H, W] / [B, U]).
+        Reads no state that a pass changes, so a compiled model is traced once (no guard on a cache)."""
+        if stated is not None:
+            return stated
+        if output.dim() == 3 and self._token_layout is not None:
+            return self._token_layout
+        return layout_from_shape(output, name)
 
     def settings(self) -> dict[str, dict[str, object]]:
         """{layer: {"layout", "reduction", "signed"}} of the recorded layers: what a measurement records."""
@@ -285,6 +288,7 @@ class UnitCapture:
 
     def _recorder(self, name: str):
         signed = match_pattern(name, self._signed, "signed")
+        stated = self._stated_layout(name)
 
         def record(module, inputs, output):
             if not self.enabled:
@@ -292,30 +296,30 @@ class UnitCapture:
             if isinstance(output, (tuple, list)):  # HF layers may return (hidden_states, attentions, ...)
                 output = output[0]
             output = output.detach() if self.detach else output
-            layout = self._layout_for(name, output)
+            layout = self._layout_for(name, stated, output)
             mask = self.token_mask if layout.kind == "tokens" else None
             units = reduce_with_layout(output, layout, signed, mask, name)
             raw = units
             if self.keep_raw and signed in ("positive", "abs"):
                 raw = reduce_with_layout(output, layout, None, mask, name)
-            self._pending.append((name, units, raw))
+            self._pending.append((name, units, raw, layout))
 
         return record
 
     def _finish_pass(self, module, inputs, output) -> None:
         calls_per_module = defaultdict(int)
-        for name, _, _ in self._pending:
+        for name, *_ in self._pending:
             calls_per_module[name] += 1
         seen = defaultdict(int)
         activations, raw_activations = {}, {}
-        for name, units, raw in self._pending:
+        for name, units, raw, layout in self._pending:
             seen[name] += 1
             wanted = self._call_filter[name]
             if wanted is not None and seen[name] not in wanted:
                 continue
             layer = name if calls_per_module[name] == 1 and wanted is None else f"{name}#{seen[name]}"
             activations[layer], raw_activations[layer] = units, raw
-            self.layouts[layer] = self._resolved[name]
+            self.layouts[layer] = layout
             self.signed_choices[layer] = match_pattern(name, self._signed, "signed")
         if self._tokens_given and activations and not any(l.kind == "tokens" for l in self.layouts.values()):
             raise SelectivityError(f"token reduction {self._tokens!r} was given but no recorded layer has tokens "
