@@ -79,12 +79,14 @@ def _exit_when_parent_dies(parent: int) -> None:
     os._exit(1)  # the run did not unwind in time; it resumes from its last checkpoint
 
 
-def _worker_init() -> None:
+def _worker_init(driver: int) -> None:
     # Ctrl-C reaches the whole process group; only the driver acts on it, and stops the workers
     # with SIGTERM, so a run is never interrupted twice in the middle of its cleanup.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
-    threading.Thread(target=_exit_when_parent_dies, args=(os.getppid(),), name="parent watch", daemon=True).start()
+    # the driver's pid comes from the driver: a worker still starting up when the driver died has
+    # already been re-parented, and its own getppid() would name the new parent and never change
+    threading.Thread(target=_exit_when_parent_dies, args=(driver,), name="parent watch", daemon=True).start()
 
 
 def _run_in_worker(task: RunTask) -> RunOutcome:
@@ -122,7 +124,8 @@ class LocalExecutor:
 
     def _submit(self, task: RunTask) -> tuple[Future, ProcessPoolExecutor]:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_worker_init)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                                             initargs=(os.getpid(),))
         return self._pool.submit(_run_in_worker, task), self._pool
 
     def _outcome(self, future: Future, task: RunTask, pool: ProcessPoolExecutor) -> RunOutcome:
