@@ -71,6 +71,7 @@ def test_summary_and_welch_comparison_match_an_independent_computation(folder):
     assert len(compared) == points["alpha_label"].nunique() - 1, "every condition is compared with alpha = 0"
     holm = _holm_by_hand(points, baseline)
     for row in compared.itertuples(index=False):
+        assert row.family_size == len(holm), "the family counts the comparisons that have an interval"
         own = points.loc[points["alpha_label"] == row.alpha_label, "points"].to_numpy()
         assert math.isclose(row.difference_points, own.mean() - baseline.mean(), rel_tol=1e-9, abs_tol=1e-12)
         if min(len(own), len(baseline)) < 2:  # no interval from one seed: never decided
