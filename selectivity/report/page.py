@@ -33,6 +33,7 @@ class FigureEntry:
 @dataclass(frozen=True)
 class PageContent:
     title: str
+    claims: list[list[str]]  # the opening table (claims_summary.summary_rows), header first
     facts: list[str]  # short lines about the table: model, dataset, runs, seeds
     headline: list[list[str]]  # rows of cells, first row = header
     summary: list[list[str]]
@@ -140,6 +141,7 @@ def render_html(content: PageContent) -> str:
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<title>{html.escape(content.title)}</title><style>{CSS}</style></head><body>",
              f"<h1>{html.escape(content.title)}</h1>",
+             _html_table(content.claims) if len(content.claims) > 1 else "",
              "<ul>" + "".join(f"<li>{html.escape(fact)}</li>" for fact in content.facts) + "</ul>"]
     parts += [f"<p class=\"note\">{html.escape(note)}</p>" for note in content.notes]
     parts += ["<h2>Headline numbers</h2>", _html_table(content.headline),
@@ -160,7 +162,8 @@ def _markdown_table(rows: list[list[str]]) -> str:
 
 def render_markdown(content: PageContent) -> str:
     """The same content as Markdown, linking the PNG files beside it."""
-    parts = [f"# {content.title}", "\n".join(f"- {fact}" for fact in content.facts)]
+    parts = [f"# {content.title}"] + ([_markdown_table(content.claims)] if len(content.claims) > 1 else [])
+    parts.append("\n".join(f"- {fact}" for fact in content.facts))
     parts += [f"> {note}" for note in content.notes]
     parts += ["## Headline numbers", _markdown_table(content.headline),
               "## Summary per alpha (mean ± 95% CI across seeds)", _markdown_table(content.summary),
