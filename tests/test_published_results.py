@@ -18,6 +18,7 @@ from scipy import stats
 from selectivity.report.build import summary_tables
 from selectivity.report.off_axis_tables import off_axis_by_layer, off_axis_summary
 from selectivity.report.tables import load_results, prepare_table
+from tests import published_summary as summary
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 PUBLISHED = sorted(path.parent for path in RESULTS.glob("*/results.csv"))
@@ -357,3 +358,54 @@ def test_the_resnet20_seed_history_is_recomputed_with_the_same_seeds_at_both_alp
             return rows["points"].to_numpy()
         expected = _welch_by_hand(seeds("-1"), seeds("0"))
         assert [f"{value:+.2f}" for value in expected] == [difference, low, high], (n, expected)
+
+
+def _checked(pattern, text: str, check) -> str:
+    """text with every match of pattern checked by check(match) and removed."""
+    def visit(match):
+        check(match)
+        return " "
+    return pattern.sub(visit, text)
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_the_page_opens_with_a_summary_whose_every_number_is_recomputed_from_results_csv(folder):
+    """The opening table (claim | paper | ours | verdict | scale): each comparison, contrast and cross-sweep
+    change, each Holm verdict and 80% seed count and each epoch count recomputed from the committed raw
+    rows; no other digit in those cells; the claim words follow docs/report.md's rules; a short CPU
+    schedule is named in the title and in every verdict."""
+    page = (RESULTS / f"{folder.name}.md").read_text()
+    assert "short CPU schedule" in page.splitlines()[0]
+    rows = summary.summary_table(page)
+    assert rows[0] == summary.HEADER and len(rows) > 1
+    points = summary.accuracy_points(folder)
+    verdicts = summary.holm_verdicts(points)
+    model = pd.read_csv(folder / "results.csv", nrows=1)["model"].iloc[0]
+    for claim, paper, ours, verdict, scale in rows[1:]:
+        for cell in (claim, paper):
+            assert set(summary.numbers(summary.strip_names(cell))) <= summary.PAPER_NUMBERS, cell
+        others, intervals = [], []
+        rest = _checked(summary.CROSS, ours, lambda m: (intervals.append(summary.check_cross(m, points, RESULTS)),
+                                                        others.append(m["other"])))
+        rest = _checked(summary.COMPARISON, rest, lambda m: summary.check_comparison(m, points))
+        rest = _checked(summary.CONTRAST, rest, lambda m: intervals.append(summary.check_contrast(m, points)))
+
+        def side(match):  # "CI lies above 0": every interval the row quotes does
+            assert intervals and all(low > 0 if match["side"] == "above" else high < 0 for low, high in intervals)
+        rest += _checked(summary.SIGN, _checked(summary.HOLM, verdict, lambda m: summary.check_holm(m, verdicts)), side)
+
+        def epochs(match):
+            assert int(match["e"]) in summary.final_epochs(folder), match[0]
+            if match["other"]:
+                assert any(int(match["other"]) in summary.final_epochs(RESULTS / other) for other in others), match[0]
+            assert int(match["p"]) == summary.PAPER_EPOCHS[model], match[0]
+
+        def no_paper_recipe(match):
+            assert int(match["e"]) in summary.final_epochs(folder) and model not in summary.PAPER_EPOCHS, match[0]
+        rest += _checked(summary.NO_PAPER_EPOCHS, _checked(summary.EPOCHS, scale, epochs), no_paper_recipe)
+        assert not re.search(r"\d", summary.strip_names(rest)), f"unchecked numbers in {claim!r}: {rest!r}"
+        word = re.match(r"(?:\*\*)?([a-z ]+?)(?:\*\*| \(|$)", verdict)[1]
+        if "withdrawn" not in verdict:
+            assert "short CPU schedule" in verdict, verdict
+        expected = summary.expected_claim_word(claim, points, verdicts)
+        assert expected is None or word == expected, (claim, word, expected)
