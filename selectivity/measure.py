@@ -83,7 +83,8 @@ def evaluation_steps(
         model: maps normalised [B, C, H, W] to [B, K] logits.
         split: uint8 images and labels in memory (on the CPU or already on `device`), or a
             StreamedImages tree decoded per batch (unreadable files left out and recorded).
-        mean, std: normalisation statistics of the training data.
+        mean: per-channel normalisation mean of the training data.
+        std: per-channel normalisation standard deviation of the training data.
         layers: unit layers ("relu", "blocks", or module names).
         batch_size: inputs per forward pass.
         device: where the model runs.
@@ -158,7 +159,8 @@ def measure_model(
         split: uint8 images and labels (on the CPU or already on `device`), or a StreamedImages
             tree (its unreadable files are left out with a warning that names them).
         num_classes: K.
-        mean, std: normalisation statistics of the training data.
+        mean: per-channel normalisation mean of the training data.
+        std: per-channel normalisation standard deviation of the training data.
         layers: unit layers ("relu", "blocks", or module names).
         batch_size: inputs per forward pass.
         device: where the model runs.
