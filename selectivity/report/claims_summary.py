@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from selectivity.report.comparison import LOSS, NO_LOSS, UNDETERMINED
+from selectivity.report.verdict_history import looks_phrase
 
 HOLDS, FAILS = "holds", "fails"
 PAPER_COST_POINTS = 2.0  # "near-zero SI for ~2 points of accuracy" (ResNet20)
@@ -93,15 +94,18 @@ def comparison_fragment(row) -> str:
     return text
 
 
-def holm_fragment(row) -> str:
-    """'alpha = -1: undetermined after Holm over 4 comparisons; ~19 seeds for 80%' ('..: undetermined, no CI')."""
+def holm_fragment(row, history: pd.DataFrame | None = None) -> str:
+    """'alpha = -1: undetermined after Holm over 4 comparisons; ~19 seeds for 80%' ('..: undetermined, no CI'),
+    then the condition's looks when a verdict history is given (verdict_history.looks_phrase)."""
     if math.isnan(row.ci_low_points):
-        return f"alpha = {row.alpha_label}: undetermined, no CI"
-    size = int(row.family_size)
-    text = f"alpha = {row.alpha_label}: {row.verdict} after Holm over {size} comparison{'s' if size != 1 else ''}"
-    if row.verdict == UNDETERMINED and not np.isnan(row.seeds_needed_80):
-        text += f"; ~{row.seeds_needed_80:.0f} seeds for 80%"
-    return text
+        text = f"alpha = {row.alpha_label}: undetermined, no CI"
+    else:
+        size = int(row.family_size)
+        text = f"alpha = {row.alpha_label}: {row.verdict} after Holm over {size} comparison{'s' if size != 1 else ''}"
+        if row.verdict == UNDETERMINED and not np.isnan(row.seeds_needed_80):
+            text += f"; ~{row.seeds_needed_80:.0f} seeds for 80%"
+    looks = looks_phrase(history, row.alpha_label) if history is not None else ""
+    return text + (f"; {looks}" if looks else "")
 
 
 def epochs_phrase(model: str, dataset: str, factors: dict) -> str:
@@ -129,13 +133,15 @@ def schedule_words(model: str, dataset: str, factors: dict) -> str:
     return ("a short CPU schedule" if machine.startswith("cpu") else "a short schedule") if short else ""
 
 
-def summary_rows(compared: pd.DataFrame, model: str, dataset: str, factors: dict) -> list[list[str]]:
-    """The page's opening table as display cells (header first), one row per claim with a condition."""
+def summary_rows(compared: pd.DataFrame, model: str, dataset: str, factors: dict,
+                 history: pd.DataFrame | None = None) -> list[list[str]]:
+    """The page's opening table as display cells (header first), one row per claim with a condition;
+    with a verdict history, each quoted verdict names its looks."""
     rows = [HEADER]
     scale, short = scale_phrase(model, dataset, factors), schedule_words(model, dataset, factors)
     where = f" on {short}" if short else ""
     for key, (verdict, quoted) in claim_rows(compared).items():
         claim, paper = CLAIMS[key]
         rows.append([claim, paper, "; ".join(comparison_fragment(row) for row in quoted),
-                     f"{verdict}{where} (" + "; ".join(holm_fragment(row) for row in quoted) + ")", scale])
+                     f"{verdict}{where} (" + "; ".join(holm_fragment(row, history) for row in quoted) + ")", scale])
     return rows

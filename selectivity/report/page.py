@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from selectivity.report.verdict_history import looks_phrase
+
 CSS = """
 body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
@@ -104,13 +106,15 @@ def headline_rows(headline: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-def comparison_rows(compared: pd.DataFrame) -> list[list[str]]:
-    """Per-condition accuracy against alpha = 0 as display cells (header first)."""
+def comparison_rows(compared: pd.DataFrame, history: pd.DataFrame | None = None) -> list[list[str]]:
+    """Per-condition accuracy against alpha = 0 as display cells (header first); with a verdict
+    history (report.verdict_history), a last column gives each condition's looks."""
     rows = [["alpha", "n seeds (alpha / alpha=0)", "SI(0) / SI(alpha)", "accuracy difference (points, 95% Welch CI)",
-             "verdict"]]
+             "verdict"] + (["looks (n seeds: verdict)"] if history is not None else [])]
     for row in compared.itertuples(index=False):
         rows.append([row.alpha_label, f"{row.n_alpha} / {row.n_baseline}", f"{row.si_reduction:.2f}",
-                     _difference_cell(row), _verdict_cell(row)])
+                     _difference_cell(row), _verdict_cell(row)]
+                    + ([looks_phrase(history, row.alpha_label)] if history is not None else []))
     return rows
 
 
