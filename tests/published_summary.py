@@ -23,8 +23,11 @@ CONTRAST = re.compile(rf"(?P<x>\S+) minus (?P<y>[^:\s]+): (?P<d>{NUMBER}) \[(?P<
                       rf"(?P<n>\d+) vs (?P<m>\d+) seeds")
 CROSS = re.compile(rf"alpha = (?P<label>[^,\s]+), here minus \[[^\]]+\]\((?P<other>[\w-]+)\.md\): (?P<d>{NUMBER}) "
                    rf"\[(?P<l>{NUMBER}), (?P<h>{NUMBER})\] points, (?P<n>\d+)/(?P<n0>\d+) vs (?P<m>\d+)/(?P<m0>\d+) seeds")
+VERDICT = r"(?:loss|no loss|undetermined)"
 HOLM = re.compile(r"alpha = (?P<label>[^:\s]+): (?:(?P<v>loss|no loss|undetermined) after Holm over (?P<k>\d+) "
-                  r"comparisons?(?:; ~(?P<s>\d+) seeds for 80%)?|(?P<none>undetermined, no CI))")
+                  r"comparisons?(?:; ~(?P<s>\d+) seeds for 80%)?|(?P<none>undetermined, no CI))"
+                  rf"(?:; looks at n = (?P<looks>\d+ vs \d+: {VERDICT}(?:, \d+ vs \d+: {VERDICT})*)"
+                  r"(?:; decided at n = (?P<at>\d+ vs \d+))?)?")
 SIGN = re.compile(r"CI lies (?P<side>above|below) 0")
 EPOCHS = re.compile(r"(?P<e>\d+)(?: vs (?P<other>\d+))? of the paper's (?P<p>\d+) epochs")
 NAMES = re.compile(r"fp32|bf16|AVX-?512(?:[ -]BF16)?|AVX2|AMX(?:-BF16)?|ResNet\d+|VGG16|CIFAR-10|[\w-]+\.md")
@@ -166,8 +169,18 @@ def check_cross(match, points: pd.DataFrame, results: Path) -> None:
     return float(match["l"]), float(match["h"])
 
 
-def check_holm(match, verdicts: dict) -> None:
-    """'alpha = A: V after Holm over K comparisons; ~S seeds for 80%', or 'alpha = A: undetermined, no CI'."""
+def check_holm(match, verdicts: dict, history: pd.DataFrame) -> None:
+    """'alpha = A: V after Holm over K comparisons; ~S seeds for 80%', or 'alpha = A: undetermined, no CI',
+    then 'looks at n = 2 vs 2: V, ...; decided at n = ...': every look of verdict_history.csv, in order."""
+    looks = history[history["alpha_label"] == match["label"]]
+    expected = [f"{look.n_alpha} vs {look.n_baseline}: {look.verdict}" for look in looks.itertuples(index=False)]
+    assert match["looks"] == (", ".join(expected) if expected else None), (match[0], expected)
+    current = list(looks["verdict"])
+    first = len(current) - 1  # the first look of the last run of the current verdict
+    while first > 0 and current[first - 1] == current[-1]:
+        first -= 1
+    decided = current and current[-1] in ("loss", "no loss")
+    assert match["at"] == (expected[first].split(":")[0] if decided else None), match[0]
     entry = verdicts[match["label"]]
     assert bool(match["none"]) == (not entry["ci"]), match[0]
     if match["none"]:

@@ -8,6 +8,7 @@ the raw rows with scipy, independently of the report code.
 import io
 import math
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -380,6 +381,7 @@ def test_the_page_opens_with_a_summary_whose_every_number_is_recomputed_from_res
     assert rows[0] == summary.HEADER and len(rows) > 1
     points = summary.accuracy_points(folder)
     verdicts = summary.holm_verdicts(points)
+    history = pd.read_csv(folder / "verdict_history.csv", dtype={"alpha_label": str})
     model = pd.read_csv(folder / "results.csv", nrows=1)["model"].iloc[0]
     for claim, paper, ours, verdict, scale in rows[1:]:
         for cell in (claim, paper):
@@ -392,7 +394,8 @@ def test_the_page_opens_with_a_summary_whose_every_number_is_recomputed_from_res
 
         def side(match):  # "CI lies above 0": every interval the row quotes does
             assert intervals and all(low > 0 if match["side"] == "above" else high < 0 for low, high in intervals)
-        rest += _checked(summary.SIGN, _checked(summary.HOLM, verdict, lambda m: summary.check_holm(m, verdicts)), side)
+        rest += _checked(summary.SIGN, _checked(summary.HOLM, verdict, lambda m: summary.check_holm(m, verdicts, history)),
+                         side)
 
         def epochs(match):
             assert int(match["e"]) in summary.final_epochs(folder), match[0]
@@ -409,3 +412,46 @@ def test_the_page_opens_with_a_summary_whose_every_number_is_recomputed_from_res
             assert "short CPU schedule" in verdict, verdict
         expected = summary.expected_claim_word(claim, points, verdicts)
         assert expected is None or word == expected, (claim, word, expected)
+
+
+def _git(*args: str) -> str | None:
+    """git's output in this checkout, or None when there is no git checkout."""
+    try:
+        done = subprocess.run(["git", "-C", str(RESULTS.parents[1]), *args], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_the_verdict_history_ends_at_the_committed_verdicts(folder):
+    """verdict_history.csv: per condition, looks that differ from the one before, the last one the committed
+    accuracy_vs_baseline.csv's seeds and verdict."""
+    history = pd.read_csv(folder / "verdict_history.csv", dtype={"alpha_label": str, "commit": str})
+    compared = pd.read_csv(folder / "accuracy_vs_baseline.csv", dtype={"alpha_label": str})
+    assert set(history["alpha_label"]) == set(compared["alpha_label"])
+    for row in compared.itertuples(index=False):
+        looks = history[history["alpha_label"] == row.alpha_label]
+        keys = list(zip(looks["n_alpha"], looks["n_baseline"], looks["verdict"]))
+        assert keys[-1] == (row.n_alpha, row.n_baseline, row.verdict), row.alpha_label
+        assert all(a != b for a, b in zip(keys, keys[1:])), f"a repeated look at alpha = {row.alpha_label}"
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_every_look_was_published_at_its_commit_or_later(folder):
+    """No look is invented: each row's seeds and verdict are in a committed accuracy_vs_baseline.csv of its
+    commit or a later one (or the working tree), and its date is that commit's."""
+    if _git("rev-parse", "--git-dir") is None:
+        pytest.skip("not a git checkout: the looks' commits cannot be read")
+    path = f"docs/results/{folder.name}/accuracy_vs_baseline.csv"
+    history = pd.read_csv(folder / "verdict_history.csv", dtype={"alpha_label": str, "commit": str})
+    for commit, looks in history.groupby("commit", sort=False):
+        assert _git("log", "-1", "--format=%cI", commit).strip() == looks["date"].iloc[0], commit
+        later = [line for line in _git("rev-list", "HEAD", "--", path).split() if
+                 _git("merge-base", "--is-ancestor", commit, line) is not None]
+        versions = [pd.read_csv(io.StringIO(_git("show", f"{version}:{path}")), dtype={"alpha_label": str})
+                    for version in later] + [pd.read_csv(folder / "accuracy_vs_baseline.csv", dtype={"alpha_label": str})]
+        for look in looks.itertuples(index=False):
+            assert any(((v["alpha_label"] == look.alpha_label) & (v["n_alpha"] == look.n_alpha)
+                        & (v["n_baseline"] == look.n_baseline) & (v["verdict"] == look.verdict)).any()
+                       for v in versions), f"{folder.name}: alpha = {look.alpha_label} look of {commit} never published"
