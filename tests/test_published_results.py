@@ -445,6 +445,7 @@ def test_every_look_was_published_at_its_commit_or_later(folder):
         pytest.skip("not a git checkout: the looks' commits cannot be read")
     path = f"docs/results/{folder.name}/accuracy_vs_baseline.csv"
     history = pd.read_csv(folder / "verdict_history.csv", dtype={"alpha_label": str, "commit": str})
+    assert history["commit"].notna().all(), "a published look without its commit"
     for commit, looks in history.groupby("commit", sort=False):
         assert _git("log", "-1", "--format=%cI", commit).strip() == looks["date"].iloc[0], commit
         later = [line for line in _git("rev-list", "HEAD", "--", path).split() if
