@@ -14,7 +14,9 @@ from selectivity.errors import SelectivityError
 PROVENANCE_FILE = "provenance.csv"
 RECIPE_COLUMNS = ("batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs")
 PROVENANCE_COLUMNS = ("run_id", "epochs", *RECIPE_COLUMNS, "precision", "device", "cpu", "started")
-FACTORS = ("epochs", "recipe", "precision", "machine")  # what two sweeps must share to be compared head to head
+# what two sweeps must share for a difference between them to have one cause
+FACTORS = ("model", "dataset", "epochs", *RECIPE_COLUMNS, "precision", "machine")
+VARIABLE = (*FACTORS, "recipe")  # what `selectivity compare --vary` may name
 
 
 def load_provenance(results_path: str | Path) -> pd.DataFrame | None:
@@ -62,17 +64,18 @@ def sweep_factors(table: pd.DataFrame, provenance: pd.DataFrame | None = None) -
         table: a prepared results table (its runs are the network test_accuracy rows).
         provenance: its provenance.csv, or None.
     Returns:
-        {"epochs": "6", "recipe": "batch_size 256, lr 0.2, ..." or None, "precision": "fp32" or None,
-         "machine": "cpu: AMD EPYC 7B13 (AVX2)" or None}; several values are joined with " / ".
+        {"model": "resnet20", "dataset": "cifar10", "epochs": "6", "lr": "0.2" or None, ...,
+         "precision": "fp32" or None, "machine": "cpu: AMD EPYC 7B13 (AVX2)" or None}; a factor whose
+        runs differ joins their values with " / ".
     """
     network = table[(table["layer"] == "network") & (table["metric"] == "test_accuracy")]
     run_ids = list(network["run_id"].unique())
-    factors = {"epochs": " / ".join(str(epoch) for epoch in final_epochs(table))}
-    recipe = [(column, _values(provenance, run_ids, column)) for column in RECIPE_COLUMNS]
-    factors["recipe"] = (None if any(values is None for _, values in recipe)
-                         else ", ".join(f"{column} {' / '.join(values)}" for column, values in recipe))
-    precision = _values(provenance, run_ids, "precision")
-    factors["precision"] = " / ".join(precision) if precision else None
+    factors = {"model": " / ".join(sorted(table["model"].unique())),
+               "dataset": " / ".join(sorted(table["dataset"].unique())),
+               "epochs": " / ".join(str(epoch) for epoch in final_epochs(table))}
+    for column in (*RECIPE_COLUMNS, "precision"):
+        values = _values(provenance, run_ids, column)
+        factors[column] = " / ".join(values) if values else None
     device, cpu = _values(provenance, run_ids, "device"), _values(provenance, run_ids, "cpu")
     factors["machine"] = (None if device is None or (cpu is None and "cpu" in device)
                           else " / ".join(device) + (f": {' / '.join(cpu)}" if cpu else ""))
@@ -80,18 +83,25 @@ def sweep_factors(table: pd.DataFrame, provenance: pd.DataFrame | None = None) -
 
 
 def confounds(first: dict, second: dict, varied=()) -> list[str]:
-    """The factors (other than `varied`) in which two sweeps differ or that either does not record.
+    """The factors, other than `varied`, in which two sweeps differ or that either does not record.
 
+    Args:
+        first, second: sweep_factors of the two sweeps.
+        varied: the factors the comparison is about (FACTORS, or "recipe" for all RECIPE_COLUMNS).
     Returns:
-        One phrase per factor, e.g. "precision (fp32 vs bf16)" or "machine (not recorded)".
+        One phrase per differing factor, e.g. "precision (fp32 vs bf16)", then one for the
+        unrecorded ones, e.g. "recipe, precision, machine not recorded"; empty when none.
     """
-    found = []
+    varied = {column for name in varied for column in (RECIPE_COLUMNS if name == "recipe" else (name,))}
+    found, unrecorded = [], []
     for factor in FACTORS:
+        a, b = first.get(factor), second.get(factor)
         if factor in varied:
             continue
-        a, b = first.get(factor), second.get(factor)
         if a is None or b is None:
-            found.append(f"{factor} (not recorded)")
+            unrecorded.append("recipe" if factor in RECIPE_COLUMNS else factor)
         elif a != b:
             found.append(f"{factor} ({a} vs {b})")
+    if unrecorded:
+        found.append(", ".join(dict.fromkeys(unrecorded)) + " not recorded")
     return found
