@@ -7,7 +7,8 @@
 #       ~/runs/resnet20-cifar10-cpu --set 'alphas=[0,-10,-2,-1,1]' --set 'analyses=[]'
 #
 # 1. `selectivity sweep SPEC --store STORE --collect`: the tidy table of the runs already done
-#    (nothing trained; the runs left out are listed), written to docs/results/NAME/results.csv;
+#    (nothing trained; the runs left out are listed), written to docs/results/NAME/results.csv,
+#    and provenance.csv (each run's recipe, precision, device, CPU, start), which the report copies;
 # 2. `selectivity report docs/results/NAME/results.csv`: the tables (CSV), the figures (PNG) and
 #    report.md, copied beside it; the published verdict_history.csv goes in first, so the report
 #    appends this publication's looks to it instead of starting a new one. Run it from the repository root.
