@@ -293,6 +293,36 @@ def test_committed_cost_change_is_an_independent_difference_of_differences(path)
                                [change, low, high, df], rtol=1e-9, atol=1e-12, equal_nan=True), (metric, alpha)
             assert row.direction == ("higher" if low > 0 else "lower" if high < 0 else "undetermined")
     assert set(zip(table["metric"], table["alpha"])) == expected_keys, "one row per common alpha and metric"
+    assert set(table["confounds"]) == {_confounds_by_hand(first_folder, path.parent, table["varied"].iloc[0])}
+
+
+def _confounds_by_hand(first: Path, second: Path, varied: str) -> str:
+    """What the two sweeps' committed tables show they differ in, or do not record, besides `varied`."""
+    def described(folder):
+        raw = pd.read_csv(folder / "results.csv", usecols=["run_id", "model", "dataset", "layer", "metric", "epoch"])
+        final = raw[(raw["layer"] == "network") & (raw["metric"] == "test_accuracy")].groupby("run_id")["epoch"].max()
+        return {"model": " / ".join(sorted(raw["model"].unique())),
+                "dataset": " / ".join(sorted(raw["dataset"].unique())),
+                "epochs": " / ".join(str(epoch) for epoch in sorted(final.unique()))}
+    def recorded(folder, columns):  # each column's distinct values over the runs, None if any run lacks it
+        path = folder / "provenance.csv"
+        table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["run_id"])
+        return {column: None if column not in table or table[column].isna().any() else
+                " / ".join(sorted({f"{v:g}" if isinstance(v, float) else str(v) for v in table[column]}))
+                for column in columns}
+    recipe = ["batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs"]
+    a, b = described(first), described(second)
+    for folder, own in ((first, a), (second, b)):
+        values = recorded(folder, [*recipe, "precision", "device", "cpu"])
+        device, cpu = values.pop("device"), values.pop("cpu")
+        own.update(values, machine=None if device is None or (cpu is None and "cpu" in device)
+                   else device + (f": {cpu}" if cpu else ""))
+    skip = {part for name in varied.split(", ") for part in (recipe if name == "recipe" else [name])}
+    found = [f"{factor} ({a[factor]} vs {b[factor]})" for factor in a if factor not in skip
+             and None not in (a[factor], b[factor]) and a[factor] != b[factor]]
+    missing = [("recipe" if factor in recipe else factor) for factor in a
+               if factor not in skip and None in (a[factor], b[factor])]
+    return "; ".join(found + ([", ".join(dict.fromkeys(missing)) + " not recorded"] if missing else [])) or "none"
 
 
 CCA_METHODS = ("svcca", "pwcca", "pwcca_svcca", "cka")  # docs/cca.md: the four distances of the off-axis control
