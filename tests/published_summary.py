@@ -30,7 +30,9 @@ HOLM = re.compile(r"alpha = (?P<label>[^:\s]+): (?:(?P<v>loss|no loss|undetermin
                   r"(?:; decided at n = (?P<at>\d+ vs \d+))?)?")
 SIGN = re.compile(r"CI lies (?P<side>above|below) 0")
 EPOCHS = re.compile(r"(?P<e>\d+)(?: vs (?P<other>\d+))? of the paper's (?P<p>\d+) epochs")
-NAMES = re.compile(r"fp32|bf16|AVX-?512(?:[ -]BF16)?|AVX2|AMX(?:-BF16)?|ResNet\d+|VGG16|CIFAR-10|[\w-]+\.md")
+# names, not numbers (a commit is checked by tests/test_preregistration.py)
+NAMES = re.compile(r"fp32|bf16|AVX-?512(?:[ -]BF16)?|AVX2|AMX(?:-BF16)?|ResNet\d+|VGG16|CIFAR-10|[\w-]+\.md|"
+                   r"commit [0-9a-f]{7,40}")
 
 
 def summary_table(page: str) -> list[list[str]]:

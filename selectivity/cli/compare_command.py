@@ -29,6 +29,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--allow-confounds", action="store_true",
                         help="compare sweeps that differ (or are not recorded to agree) in other factors too; "
                              "the output names them beside every direction")
+    parser.add_argument("--rule", type=Path, metavar="SPEC",
+                        help="the sweep spec of SECOND whose [rule] table decides a claim: print its verdict, the "
+                             "commit that fixed it (git) and whether SECOND's runs started after it")
     parser.set_defaults(run=run)
 
 
@@ -74,7 +77,29 @@ def run(args) -> int:
               f"second {_interval(row.second_effect, row.second_effect_ci_low, row.second_effect_ci_high, points):<26} "
               f"change {_interval(row.change, row.change_ci_low, row.change_ci_high, points)} {row.direction}"
               f"{named}{_seeds(row.seeds_needed)}")
+    if args.rule:
+        _print_rule(args.rule, table, load_provenance(args.second), named)
     if args.out:
         atomic.write_table(args.out, table)
         print(f"wrote {args.out}")
     return 0
+
+
+def _print_rule(spec: Path, table, provenance, named: str) -> None:
+    """The rule's verdict, the commit that fixed it, and whether SECOND's runs (its provenance) started after."""
+    from selectivity.report.preregistration import fixing_commit, read_rule, rule_verdict, timing
+
+    rule = read_rule(spec)
+    verdict, row = rule_verdict(rule, table)
+    change = _interval(row["change"], row["change_ci_low"], row["change_ci_high"], rule.metric in POINTS_METRICS)
+    print(f'rule of {spec}: "{rule.claim}" (alpha = {rule.alpha:g}, {rule.metric}): {verdict} (change '
+          f"{change}, holds when "
+          f"the CI lies {rule.holds} 0){named}")
+    fixed = fixing_commit(spec, rule)
+    if fixed is None:
+        print("  fixed by: not readable (not a git checkout, or no commit holds the rule's text)")
+        return
+    started = provenance["started"] if provenance is not None and "started" in provenance else []
+    when = timing(fixed[1], started)
+    detail = "" if when != "not checkable" else ": not every run of the second sweep records its start (provenance.csv)"
+    print(f"  fixed by commit {fixed[0]} ({fixed[1]}); against the second sweep's runs: {when}{detail}")
