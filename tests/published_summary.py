@@ -18,11 +18,13 @@ HEADER = ["claim (as the paper states it)", "paper's number", "ours (95% CI, see
           "what differs in scale"]
 NUMBER = r"[+-]\d+\.\d\d"
 COMPARISON = re.compile(rf"alpha = (?P<label>[^:\s]+): (?P<d>{NUMBER}) (?:\[(?P<l>{NUMBER}), (?P<h>{NUMBER})\] points|"
-                        rf"points \(no CI\)), (?P<n>\d+) vs (?P<m>\d+) seeds?(?:, SI (?P<r>\d+\.\d\d)x (?P<dir>lower|higher))?")
+                        rf"points \(no CI\)), (?P<n>\d+) vs (?P<m>\d+) seeds?"
+                        r"(?:, SI (?P<r>\d+\.\d\d)x (?P<dir>lower|higher))?")
 CONTRAST = re.compile(rf"(?P<x>\S+) minus (?P<y>[^:\s]+): (?P<d>{NUMBER}) \[(?P<l>{NUMBER}), (?P<h>{NUMBER})\] points, "
                       rf"(?P<n>\d+) vs (?P<m>\d+) seeds")
 CROSS = re.compile(rf"alpha = (?P<label>[^,\s]+), here minus \[[^\]]+\]\((?P<other>[\w-]+)\.md\): (?P<d>{NUMBER}) "
-                   rf"\[(?P<l>{NUMBER}), (?P<h>{NUMBER})\] points, (?P<n>\d+)/(?P<n0>\d+) vs (?P<m>\d+)/(?P<m0>\d+) seeds")
+                   rf"\[(?P<l>{NUMBER}), (?P<h>{NUMBER})\] points, "
+                   r"(?P<n>\d+)/(?P<n0>\d+) vs (?P<m>\d+)/(?P<m0>\d+) seeds")
 VERDICT = r"(?:loss|no loss|undetermined)"
 HOLM = re.compile(r"alpha = (?P<label>[^:\s]+): (?:(?P<v>loss|no loss|undetermined) after Holm over (?P<k>\d+) "
                   r"comparisons?(?:; ~(?P<s>\d+) seeds for 80%)?|(?P<none>undetermined, no CI))"

@@ -16,7 +16,8 @@ import pytest
 
 from selectivity.cli import main
 from selectivity.errors import SelectivityError
-from selectivity.report.preregistration import AFTER, BEFORE, UNCHECKABLE, fixing_commit, read_rule, rule_verdict, timing
+from selectivity.report.preregistration import (AFTER, BEFORE, UNCHECKABLE, fixing_commit, read_rule, rule_verdict,
+                                                timing)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -138,9 +139,9 @@ def test_the_fixing_commit_is_the_first_that_holds_the_rule_text(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, env=env)
     spec = tmp_path / "sweep.toml"
     commit('name = "s"\n', "a spec without a rule", "2026-12-01T10:00:00+00:00")
-    first = commit('name = "s"\n# the rule: the change\'s CI\n#   above 0 holds it\n', "the rule in a comment",
-                   "2026-12-01T11:00:00+00:00")
-    commit('name = "s"\n# the rule: the change\'s CI\n#   above 0 holds it\n' + RULE, "restated", "2026-12-01T12:00:00+00:00")
+    commented = 'name = "s"\n# the rule: the change\'s CI\n#   above 0 holds it\n'
+    first = commit(commented, "the rule in a comment", "2026-12-01T11:00:00+00:00")
+    commit(commented + RULE, "restated", "2026-12-01T12:00:00+00:00")
     assert fixing_commit(spec, read_rule(spec)) == (first, "2026-12-01T11:00:00+00:00")
     later = commit('name = "s"\n' + RULE.replace("above 0", "above zero"), "reworded", "2026-12-01T13:00:00+00:00")
     assert fixing_commit(spec, read_rule(spec)) == (later, "2026-12-01T13:00:00+00:00")  # rewording moves it
@@ -163,6 +164,7 @@ def test_compare_prints_the_rule_verdict_and_its_commit(capsys):
     first, second = RESULTS / "resnet20-cifar10" / "results.csv", RESULTS / "resnet20-cifar10-18ep" / "results.csv"
     assert main(["compare", str(first), str(second), "--vary", "epochs", "--allow-confounds", "--rule", str(spec)]) == 0
     printed = capsys.readouterr().out
-    assert '"a longer schedule shrinks the cost of near-zero selectivity" (alpha = -10, test_accuracy): holds' in printed
+    claim = '"a longer schedule shrinks the cost of near-zero selectivity"'
+    assert f"{claim} (alpha = -10, test_accuracy): holds" in printed
     if _git("rev-parse", "--git-dir") is not None:
         assert "fixed by commit 524249d (2026-12-02T02:04:22+00:00)" in printed and "not checkable" in printed

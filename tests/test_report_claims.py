@@ -96,8 +96,8 @@ def test_report_md_opens_with_the_table_and_names_the_short_schedule_in_its_titl
         tmp_path / "provenance.csv", index=False)
     report_sweep(tmp_path / "results.csv", tmp_path / "report")
     lines = (tmp_path / "report" / "report.md").read_text().splitlines()
-    assert lines[0] == ("# resnet20 on cifar10: class selectivity sweep on a short CPU schedule "
-                        "(3 of the paper's 200 epochs)")
+    assert lines[0] == ("# resnet20 on cifar10: class selectivity sweep on a short CPU schedule: "
+                        "3 of the paper's 200 epochs")
     assert lines[2] == "| " + " | ".join(HEADER) + " |"
     assert "bf16; cpu: Intel Xeon (AMX)" in lines[4]
     assert (tmp_path / "report" / "provenance.csv").is_file()  # published beside the tables it describes

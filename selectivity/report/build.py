@@ -164,7 +164,7 @@ def _default_title(model: str, dataset: str, factors: dict) -> str:
     """'<model> on <dataset>: class selectivity sweep', naming a schedule shorter than the paper's."""
     short = schedule_words(model, dataset, factors)
     return f"{model} on {dataset}: class selectivity sweep" + (
-        f" on {short} ({epochs_phrase(model, dataset, factors)})" if short else "")
+        f" on {short}: {epochs_phrase(model, dataset, factors)}" if short else "")
 
 
 def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,

@@ -109,11 +109,12 @@ def holm_fragment(row, history: pd.DataFrame | None = None) -> str:
 
 
 def epochs_phrase(model: str, dataset: str, factors: dict) -> str:
-    """'6 of the paper's 200 epochs', or '1 epochs (the paper trained no vit_cifar on cifar10)'."""
+    """'6 of the paper's 200 epochs', or '1 epoch (the paper trained no vit_cifar on cifar10)'."""
     recipe = PAPER_RECIPES.get((model, dataset))
     epochs = factors["epochs"]
-    return (f"{epochs} of the paper's {recipe.epochs} epochs" if recipe
-            else f"{epochs} epochs (the paper trained no {model} on {dataset})")
+    if recipe:
+        return f"{epochs} of the paper's {recipe.epochs} epochs"
+    return f"{epochs} epoch{'' if epochs == '1' else 's'} (the paper trained no {model} on {dataset})"
 
 
 def scale_phrase(model: str, dataset: str, factors: dict) -> str:
