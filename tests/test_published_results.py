@@ -436,6 +436,8 @@ def test_the_page_opens_with_a_summary_whose_every_number_is_recomputed_from_res
         def no_paper_recipe(match):
             assert int(match["e"]) in summary.final_epochs(folder) and model not in summary.PAPER_EPOCHS, match[0]
         rest += _checked(summary.NO_PAPER_EPOCHS, _checked(summary.EPOCHS, scale, epochs), no_paper_recipe)
+        if (folder / "provenance.csv").exists() and not scale.startswith("as above"):  # the recorded precision
+            assert set(pd.read_csv(folder / "provenance.csv")["precision"]) <= set(re.findall(r"fp32|bf16", scale))
         assert not re.search(r"\d", summary.strip_names(rest)), f"unchecked numbers in {claim!r}: {rest!r}"
         word = re.match(r"(?:\*\*)?([a-z ]+?)(?:\*\*| \(|$)", verdict)[1]
         if "withdrawn" not in verdict:
