@@ -7,9 +7,11 @@
 #       ~/runs/resnet20-cifar10-cpu --set 'alphas=[0,-10,-2,-1,1]' --set 'analyses=[]'
 #
 # 1. `selectivity sweep SPEC --store STORE --collect`: the tidy table of the runs already done
-#    (nothing trained; the runs left out are listed), written to docs/results/NAME/results.csv;
+#    (nothing trained; the runs left out are listed), written to docs/results/NAME/results.csv,
+#    and provenance.csv (each run's recipe, precision, device, CPU, start), which the report copies;
 # 2. `selectivity report docs/results/NAME/results.csv`: the tables (CSV), the figures (PNG) and
-#    report.md, copied beside it. Run it from the repository root.
+#    report.md, copied beside it; the published verdict_history.csv goes in first, so the report
+#    appends this publication's looks to it instead of starting a new one. Run it from the repository root.
 set -euo pipefail
 [ $# -ge 3 ] || { echo "usage: $0 NAME SPEC STORE [--set KEY=VALUE ...]" >&2; exit 2; }
 name=$1 spec=$2 store=$3
@@ -18,6 +20,8 @@ out=docs/results/$name
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 -m selectivity sweep "$spec" --store "$store" --collect "$work" "$@"
+mkdir -p "$work/report"
+[ ! -f "$out/verdict_history.csv" ] || cp "$out/verdict_history.csv" "$work/report/"
 python3 -m selectivity report "$work/results.csv" --out "$work/report"
 mkdir -p "$out"
 rm -f "$out"/*.csv "$out"/*.png "$out/report.md"   # nothing from an earlier publication stays

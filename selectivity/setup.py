@@ -59,6 +59,31 @@ def cpu_bf16_support() -> str:
     return "avx512_bf16" if "avx512_bf16" in flags else "none"
 
 
+def cpu_description() -> str:
+    """'AMD EPYC 7B13 (AVX2)' / 'Intel Xeon ... (AVX512, AMX)': this CPU's model name, the instruction set
+    torch dispatches to and its bf16 support; a run's numbers depend on them (precision "auto", kernels)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        name = ""
+    import platform
+    extras = [torch.backends.cpu.get_cpu_capability()] + (
+        [] if cpu_bf16_support() == "none" else [cpu_bf16_support().upper().replace("_", "-")])
+    return f"{name or platform.processor() or 'unknown CPU'} ({', '.join(extras)})"
+
+
+def machine_description(device_name: str) -> dict[str, str]:
+    """{"device": "cpu" or "cuda (<GPU name>)", "cpu": cpu_description()} for a run's device setting;
+    a device that is not here is named as set (the run will refuse it)."""
+    try:
+        device = resolve_device(device_name)
+    except SelectivityError:
+        return {"device": device_name, "cpu": cpu_description()}
+    name = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+    return {"device": name, "cpu": cpu_description()}
+
+
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 convolutions beat fp32."""
     return cpu_bf16_support() != "none"

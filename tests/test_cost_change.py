@@ -1,5 +1,6 @@
 """`selectivity compare` / report.cost_change: each alpha's effect in two sweeps and its change, with a Welch CI."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,20 @@ def tidy(accuracies: dict, prefix: str, si_shift: float = 0.0) -> pd.DataFrame:
             rows += [{**run, "metric": "test_accuracy", "value": value},
                      {**run, "metric": "mean_si", "value": SI[alpha] + si_shift + seed / 100}]
     return pd.DataFrame(rows)
+
+
+def write_sweep(folder, accuracies: dict, prefix: str, **recorded) -> Path:
+    """The sweep's results.csv with a provenance.csv beside it (the same recipe, precision and machine
+    unless `recorded` overrides a column), as `selectivity sweep` publishes them; returns results.csv."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table = tidy(accuracies, prefix)
+    table.to_csv(folder / "results.csv", index=False)
+    provenance = {"epochs": 6, "batch_size": 256, "lr": 0.2, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+                  "schedule": "onecycle", "warmup_epochs": 1.0, "precision": "fp32", "device": "cpu",
+                  "cpu": "AMD EPYC 7B13 (AVX2)", "started": "2026-12-01T10:00:00+00:00", **recorded}
+    pd.DataFrame([{"run_id": run_id, **provenance} for run_id in table["run_id"].unique()]).to_csv(
+        folder / "provenance.csv", index=False)
+    return folder / "results.csv"
 
 
 def satterthwaite(groups, weights):
@@ -120,10 +135,9 @@ def test_the_same_runs_in_both_tables_are_refused():
 
 
 def test_command_prints_and_writes_the_table(tmp_path, capsys):
-    tidy(FIRST, "a").to_csv(tmp_path / "first.csv", index=False)
-    tidy(SECOND, "b").to_csv(tmp_path / "second.csv", index=False)
+    first, second = write_sweep(tmp_path / "first", FIRST, "a"), write_sweep(tmp_path / "second", SECOND, "b")
     out = tmp_path / "change.csv"
-    assert main(["compare", str(tmp_path / "first.csv"), str(tmp_path / "second.csv"), "--out", str(out)]) == 0
+    assert main(["compare", str(first), str(second), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     written = pd.read_csv(out, dtype={"alpha_label": str}).set_index(["metric", "alpha_label"])
     change = (np.mean(SECOND[-10.0]) - np.mean(SECOND[0.0]) - np.mean(FIRST[-10.0]) + np.mean(FIRST[0.0])) * 100
@@ -233,8 +247,7 @@ def test_a_decided_change_or_one_without_an_interval_asks_for_no_seeds():
 def test_command_says_how_many_seeds_would_decide_an_undetermined_change(tmp_path, capsys):
     first = {0.0: [0.73, 0.74, 0.75], -10.0: [0.69, 0.70, 0.71]}  # the hand-worked case above: 5 seeds
     second = {0.0: [0.89, 0.90, 0.91], -10.0: [0.87, 0.88, 0.89]}
-    tidy(first, "a").to_csv(tmp_path / "first.csv", index=False)
-    tidy(second, "b").to_csv(tmp_path / "second.csv", index=False)
-    assert main(["compare", str(tmp_path / "first.csv"), str(tmp_path / "second.csv")]) == 0
+    first, second = write_sweep(tmp_path / "first", first, "a"), write_sweep(tmp_path / "second", second, "b")
+    assert main(["compare", str(first), str(second)]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("test_accuracy"))
     assert line.endswith("undetermined (~5 seeds in each group would decide it)")

@@ -8,6 +8,7 @@ the raw rows with scipy, independently of the report code.
 import io
 import math
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from scipy import stats
 from selectivity.report.build import summary_tables
 from selectivity.report.off_axis_tables import off_axis_by_layer, off_axis_summary
 from selectivity.report.tables import load_results, prepare_table
+from tests import published_summary as summary
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 PUBLISHED = sorted(path.parent for path in RESULTS.glob("*/results.csv"))
@@ -71,6 +73,7 @@ def test_summary_and_welch_comparison_match_an_independent_computation(folder):
     assert len(compared) == points["alpha_label"].nunique() - 1, "every condition is compared with alpha = 0"
     holm = _holm_by_hand(points, baseline)
     for row in compared.itertuples(index=False):
+        assert row.family_size == len(holm), "the family counts the comparisons that have an interval"
         own = points.loc[points["alpha_label"] == row.alpha_label, "points"].to_numpy()
         assert math.isclose(row.difference_points, own.mean() - baseline.mean(), rel_tol=1e-9, abs_tol=1e-12)
         if min(len(own), len(baseline)) < 2:  # no interval from one seed: never decided
@@ -290,6 +293,36 @@ def test_committed_cost_change_is_an_independent_difference_of_differences(path)
                                [change, low, high, df], rtol=1e-9, atol=1e-12, equal_nan=True), (metric, alpha)
             assert row.direction == ("higher" if low > 0 else "lower" if high < 0 else "undetermined")
     assert set(zip(table["metric"], table["alpha"])) == expected_keys, "one row per common alpha and metric"
+    assert set(table["confounds"]) == {_confounds_by_hand(first_folder, path.parent, table["varied"].iloc[0])}
+
+
+def _confounds_by_hand(first: Path, second: Path, varied: str) -> str:
+    """What the two sweeps' committed tables show they differ in, or do not record, besides `varied`."""
+    def described(folder):
+        raw = pd.read_csv(folder / "results.csv", usecols=["run_id", "model", "dataset", "layer", "metric", "epoch"])
+        final = raw[(raw["layer"] == "network") & (raw["metric"] == "test_accuracy")].groupby("run_id")["epoch"].max()
+        return {"model": " / ".join(sorted(raw["model"].unique())),
+                "dataset": " / ".join(sorted(raw["dataset"].unique())),
+                "epochs": " / ".join(str(epoch) for epoch in sorted(final.unique()))}
+    def recorded(folder, columns):  # each column's distinct values over the runs, None if any run lacks it
+        path = folder / "provenance.csv"
+        table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["run_id"])
+        return {column: None if column not in table or table[column].isna().any() else
+                " / ".join(sorted({f"{v:g}" if isinstance(v, float) else str(v) for v in table[column]}))
+                for column in columns}
+    recipe = ["batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs"]
+    a, b = described(first), described(second)
+    for folder, own in ((first, a), (second, b)):
+        values = recorded(folder, [*recipe, "precision", "device", "cpu"])
+        device, cpu = values.pop("device"), values.pop("cpu")
+        own.update(values, machine=None if device is None or (cpu is None and "cpu" in device)
+                   else device + (f": {cpu}" if cpu else ""))
+    skip = {part for name in varied.split(", ") for part in (recipe if name == "recipe" else [name])}
+    found = [f"{factor} ({a[factor]} vs {b[factor]})" for factor in a if factor not in skip
+             and None not in (a[factor], b[factor]) and a[factor] != b[factor]]
+    missing = [("recipe" if factor in recipe else factor) for factor in a
+               if factor not in skip and None in (a[factor], b[factor])]
+    return "; ".join(found + ([", ".join(dict.fromkeys(missing)) + " not recorded"] if missing else [])) or "none"
 
 
 CCA_METHODS = ("svcca", "pwcca", "pwcca_svcca", "cka")  # docs/cca.md: the four distances of the off-axis control
@@ -356,3 +389,102 @@ def test_the_resnet20_seed_history_is_recomputed_with_the_same_seeds_at_both_alp
             return rows["points"].to_numpy()
         expected = _welch_by_hand(seeds("-1"), seeds("0"))
         assert [f"{value:+.2f}" for value in expected] == [difference, low, high], (n, expected)
+
+
+def _checked(pattern, text: str, check) -> str:
+    """text with every match of pattern checked by check(match) and removed."""
+    def visit(match):
+        check(match)
+        return " "
+    return pattern.sub(visit, text)
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_the_page_opens_with_a_summary_whose_every_number_is_recomputed_from_results_csv(folder):
+    """The opening table (claim | paper | ours | verdict | scale): each comparison, contrast and cross-sweep
+    change, each Holm verdict and 80% seed count and each epoch count recomputed from the committed raw
+    rows; no other digit in those cells; the claim words follow docs/report.md's rules; a short CPU
+    schedule is named in the title and in every verdict."""
+    page = (RESULTS / f"{folder.name}.md").read_text()
+    assert "short CPU schedule" in page.splitlines()[0]
+    rows = summary.summary_table(page)
+    assert rows[0] == summary.HEADER and len(rows) > 1
+    points = summary.accuracy_points(folder)
+    verdicts = summary.holm_verdicts(points)
+    history = pd.read_csv(folder / "verdict_history.csv", dtype={"alpha_label": str})
+    model = pd.read_csv(folder / "results.csv", nrows=1)["model"].iloc[0]
+    for claim, paper, ours, verdict, scale in rows[1:]:
+        for cell in (claim, paper):
+            assert set(summary.numbers(summary.strip_names(cell))) <= summary.PAPER_NUMBERS, cell
+        others, intervals = [], []
+        rest = _checked(summary.CROSS, ours, lambda m: (intervals.append(summary.check_cross(m, points, RESULTS)),
+                                                        others.append(m["other"])))
+        rest = _checked(summary.COMPARISON, rest, lambda m: summary.check_comparison(m, points))
+        rest = _checked(summary.CONTRAST, rest, lambda m: intervals.append(summary.check_contrast(m, points)))
+
+        def side(match):  # "CI lies above 0": every interval the row quotes does
+            assert intervals and all(low > 0 if match["side"] == "above" else high < 0 for low, high in intervals)
+        verdict_rest = _checked(summary.HOLM, verdict, lambda m: summary.check_holm(m, verdicts, history))
+        rest += _checked(summary.SIGN, verdict_rest, side)
+
+        def epochs(match):
+            assert int(match["e"]) in summary.final_epochs(folder), match[0]
+            if match["other"]:
+                assert any(int(match["other"]) in summary.final_epochs(RESULTS / other) for other in others), match[0]
+            assert int(match["p"]) == summary.PAPER_EPOCHS[model], match[0]
+
+        def no_paper_recipe(match):
+            assert int(match["e"]) in summary.final_epochs(folder) and model not in summary.PAPER_EPOCHS, match[0]
+        rest += _checked(summary.NO_PAPER_EPOCHS, _checked(summary.EPOCHS, scale, epochs), no_paper_recipe)
+        if (folder / "provenance.csv").exists() and not scale.startswith("as above"):  # the recorded precision
+            assert set(pd.read_csv(folder / "provenance.csv")["precision"]) <= set(re.findall(r"fp32|bf16", scale))
+        assert not re.search(r"\d", summary.strip_names(rest)), f"unchecked numbers in {claim!r}: {rest!r}"
+        word = re.match(r"(?:\*\*)?([a-z ]+?)(?:\*\*| \(|$)", verdict)[1]
+        if "withdrawn" not in verdict:
+            assert "short CPU schedule" in verdict, verdict
+        expected = summary.expected_claim_word(claim, points, verdicts)
+        assert expected is None or word == expected, (claim, word, expected)
+
+
+def _git(*args: str) -> str | None:
+    """git's output in this checkout, or None when there is no git checkout."""
+    try:
+        done = subprocess.run(["git", "-C", str(RESULTS.parents[1]), *args], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_the_verdict_history_ends_at_the_committed_verdicts(folder):
+    """verdict_history.csv: per condition, looks that differ from the one before, the last one the committed
+    accuracy_vs_baseline.csv's seeds and verdict."""
+    history = pd.read_csv(folder / "verdict_history.csv", dtype={"alpha_label": str, "commit": str})
+    compared = pd.read_csv(folder / "accuracy_vs_baseline.csv", dtype={"alpha_label": str})
+    assert set(history["alpha_label"]) == set(compared["alpha_label"])
+    for row in compared.itertuples(index=False):
+        looks = history[history["alpha_label"] == row.alpha_label]
+        keys = list(zip(looks["n_alpha"], looks["n_baseline"], looks["verdict"]))
+        assert keys[-1] == (row.n_alpha, row.n_baseline, row.verdict), row.alpha_label
+        assert all(a != b for a, b in zip(keys, keys[1:])), f"a repeated look at alpha = {row.alpha_label}"
+
+
+@pytest.mark.parametrize("folder", PUBLISHED, ids=lambda path: path.name)
+def test_every_look_was_published_at_its_commit_or_later(folder):
+    """No look is invented: each row's seeds and verdict are in a committed accuracy_vs_baseline.csv of its
+    commit or a later one (or the working tree), and its date is that commit's."""
+    if _git("rev-parse", "--git-dir") is None:
+        pytest.skip("not a git checkout: the looks' commits cannot be read")
+    path = f"docs/results/{folder.name}/accuracy_vs_baseline.csv"
+    history = pd.read_csv(folder / "verdict_history.csv", dtype={"alpha_label": str, "commit": str})
+    assert history["commit"].notna().all(), "a published look without its commit"
+    for commit, looks in history.groupby("commit", sort=False):
+        assert _git("log", "-1", "--format=%cI", commit).strip() == looks["date"].iloc[0], commit
+        later = [line for line in _git("rev-list", "HEAD", "--", path).split() if
+                 _git("merge-base", "--is-ancestor", commit, line) is not None]
+        texts = [_git("show", f"{version}:{path}") for version in later] + [(RESULTS.parents[1] / path).read_text()]
+        versions = [pd.read_csv(io.StringIO(text), dtype={"alpha_label": str}) for text in texts]
+        for look in looks.itertuples(index=False):
+            assert any(((v["alpha_label"] == look.alpha_label) & (v["n_alpha"] == look.n_alpha)
+                        & (v["n_baseline"] == look.n_baseline) & (v["verdict"] == look.verdict)).any()
+                       for v in versions), f"{folder.name}: alpha = {look.alpha_label} look of {commit} never published"

@@ -222,6 +222,9 @@ def test_collect_writes_the_done_runs_only_and_trains_nothing(tmp_path, capsys):
         rows = table[(table["run_id"] == run.run_id) & (table["metric"] == "test_accuracy")]
         assert rows["value"].tolist() == [last["test_accuracy"]]
     assert (out / "results.parquet").exists()
+    provenance = pd.read_csv(out / "provenance.csv")  # what each collected run was made with
+    assert sorted(provenance["run_id"]) == sorted(run.run_id for run in runs[:3])
+    assert set(provenance["batch_size"]) == {runs[0].config.train.batch_size}
     assert not folder.results_csv.exists() and not folder.results_parquet.exists()  # the sweep's own table
     assert sorted(p.name for p in unfinished.path.iterdir()) == before  # not claimed, not resumed
 

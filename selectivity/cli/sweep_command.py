@@ -9,6 +9,7 @@ from selectivity.cli.options import add_set_option, check_seconds, set_assignmen
 from selectivity.cli.report_command import DEFAULT_MARGIN_POINTS
 from selectivity.sweep import build_results, make_executor, open_sweep, parse_set_values, run_sweep
 from selectivity.sweep.executors import RUNS_PER_GPU
+from selectivity.sweep.provenance import PROVENANCE_FILE, provenance_table
 from selectivity.errors import SelectivityError
 from selectivity.sweep.stopping import stop_on_signals
 from selectivity.sweep.take_runs import plan_text, take_runs
@@ -181,6 +182,7 @@ def _collect(name, folder, runs, analyses, out_dir: Path, report: bool, margin: 
     out_dir.mkdir(parents=True, exist_ok=True)
     for file_name in ("results.parquet", "results.csv"):
         write_table(out_dir / file_name, table)
+    write_table(out_dir / PROVENANCE_FILE, provenance_table(runs))  # what each run was made with
     print(f"sweep {name}: collected {len(runs) - len(left_out)} of {len(runs)} runs into {out_dir} (nothing trained)")
     for run in left_out:
         print(f"  not collected (not done): {run.run_id} alpha={run.alpha_label} seed={run.config.seed}")

@@ -12,16 +12,19 @@ import pandas as pd
 from selectivity.atomic import check_writable, write_text
 from selectivity.errors import SelectivityError
 from selectivity.report import figures_alpha, figures_toolkit, figures_units
+from selectivity.report.claims_summary import epochs_phrase, schedule_words, summary_rows as claims_rows
 from selectivity.report.comparison import DEFAULT_MARGIN_POINTS, check_margin
 from selectivity.report.figures_robustness import robustness_figures
 from selectivity.report.headline import comparison_table, headline_table
 from selectivity.report.off_axis_tables import METHOD_LABELS, off_axis_by_layer, off_axis_rows, off_axis_summary
 from selectivity.report.page import (FigureEntry, PageContent, comparison_rows, headline_rows, render_html,
                                      render_markdown, summary_rows)
+from selectivity.report.provenance import PROVENANCE_FILE, load_provenance, sweep_factors
 from selectivity.report.robustness_tables import robustness_tables
 from selectivity.report.style import seeds_phrase
 from selectivity.report.tables import (condition_summary, layer_summary, load_results, prepare_table,
                                        run_network_table, unit_selectivity)
+from selectivity.report.verdict_history import HISTORY_FILE, update_history
 
 CI_NOTE = "Error bars and ± are 95% confidence intervals of the mean across seeds (Student t, n-1 dof)."
 
@@ -157,9 +160,17 @@ def summary_tables(table: pd.DataFrame, margin: float = DEFAULT_MARGIN_POINTS) -
             "summary_by_layer.csv": layer_summary(table), **robustness_tables(table, runs, conditions)}
 
 
+def _default_title(model: str, dataset: str, factors: dict) -> str:
+    """'<model> on <dataset>: class selectivity sweep', naming a schedule shorter than the paper's."""
+    short = schedule_words(model, dataset, factors)
+    return f"{model} on {dataset}: class selectivity sweep" + (
+        f" on {short}: {epochs_phrase(model, dataset, factors)}" if short else "")
+
+
 def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
                  notes: dict | None = None, margin: float = DEFAULT_MARGIN_POINTS,
-                 extra_figures=None) -> Path:
+                 extra_figures=None, provenance: pd.DataFrame | None = None,
+                 look: tuple[str, str] | None = None) -> Path:
     """Write the sweep report (figures, CSV tables, index.html, report.md) into out_dir.
 
     Args:
@@ -170,6 +181,10 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
         margin: test-accuracy points a loss may reach and still count as "no loss" (>= 0).
         extra_figures: optional callable out_dir -> [FigureEntry] for figures drawn from files
             beside the table (the top-k grids), appended last.
+        provenance: the sweep's provenance.csv (report.provenance), for the precision and machine
+            of the opening table; None: they read "not recorded".
+        look: (commit, date) this report's verdicts are recorded with in out_dir's
+            verdict_history.csv (default: this checkout's commit and the time now, UTC).
     Returns:
         The path of index.html.
     """
@@ -180,6 +195,8 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
     summaries = summary_tables(table, margin)
     runs, conditions = summaries["runs.csv"], summaries["summary_by_alpha.csv"]
     headline, compared = summaries["headline.csv"], summaries["accuracy_vs_baseline.csv"]
+    # appended to, never rewritten: a verdict is read with the seeds (and looks) it was made with
+    history = update_history(out_dir, compared, *(look or (None, None)))
     subtitle = f"{model} on {dataset}, {seeds_phrase(conditions['n_seeds'])}"
     figures = (_network_figures(runs, conditions, subtitle, out_dir)
                + _unit_figures(table, summaries["summary_by_layer.csv"], subtitle, out_dir))
@@ -189,19 +206,23 @@ def write_report(table: pd.DataFrame, out_dir: Path, title: str | None = None,
     figures = sorted(figures + [cca_entry] + robustness_entries, key=lambda entry: entry.heading)
     figures += _toolkit_figures(table, subtitle, out_dir)
     figures += extra_figures(out_dir) if extra_figures else []
-    csv_tables = {**summaries, "cca_by_layer.csv": cca}
+    csv_tables = {**summaries, "cca_by_layer.csv": cca, HISTORY_FILE: history,
+                  PROVENANCE_FILE: provenance if provenance is not None else pd.DataFrame()}
     for name, frame in csv_tables.items():
         if len(frame):
             write_text(out_dir / name, frame.to_csv(index=False))
     page_notes = [] if (conditions["alpha"] == 0).any() else ["No alpha=0 runs: headline numbers need the baseline."]
     if conditions["n_seeds"].max() < 2:
         page_notes.append("One seed per alpha: points are shown without confidence intervals.")
+    factors = sweep_factors(table, provenance)
     content = PageContent(
-        title=title or f"{model} on {dataset}: class selectivity sweep",
+        title=title or _default_title(model, dataset, factors),
+        claims=claims_rows(compared, model, dataset, factors, history),
         facts=[f"model: {model}; dataset: {dataset}", f"{len(runs)} runs, {len(conditions)} alpha conditions, "
                f"{seeds_phrase(conditions['n_seeds'])}", CI_NOTE,
                "Tables: " + ", ".join(name for name, frame in csv_tables.items() if len(frame))],
-        headline=headline_rows(headline), summary=summary_rows(conditions), comparison=comparison_rows(compared),
+        headline=headline_rows(headline), summary=summary_rows(conditions),
+        comparison=comparison_rows(compared, history),
         comparison_note=_comparison_note(margin), figures=figures, notes=page_notes)
     write_text(out_dir / "report.md", render_markdown(content))
     write_text(out_dir / "index.html", render_html(content))
@@ -224,4 +245,5 @@ def report_sweep(sweep_dir: Path, out_dir: Path | None = None, margin: float = D
     base = sweep_dir if sweep_dir.is_dir() else sweep_dir.parent
     out = check_writable(Path(out_dir) if out_dir else base / "report")  # before any figure is drawn
     return write_report(load_results(sweep_dir), out, margin=margin,
-                        extra_figures=lambda out_dir: top_unit_gallery(base, out_dir))
+                        extra_figures=lambda out_dir: top_unit_gallery(base, out_dir),
+                        provenance=load_provenance(sweep_dir))

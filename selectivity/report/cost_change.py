@@ -8,6 +8,11 @@ seeds. Between sweeps A (first) and B (second) the question is whether that effe
 a difference of differences over four independent groups of seeds, with the Welch 95% CI of
 that contrast (comparison.welch_contrast). For test accuracy at a negative alpha whose effect
 is a loss, a change that is "higher" (CI above 0) means the loss shrank in B.
+
+A change has one cause only if the sweeps differ in one thing: `compare_sweeps` refuses two
+sweeps that differ, or are not recorded to agree, in anything but the factors the comparison is
+about (report.provenance: model, dataset, epochs, recipe, precision, machine), unless the caller
+allows confounds; then every row names them.
 """
 import math
 
@@ -15,6 +20,7 @@ import pandas as pd
 
 from selectivity.errors import SelectivityError
 from selectivity.report.comparison import direction_of, seeds_to_exclude, welch_contrast, welch_difference
+from selectivity.report.provenance import VARIABLE, confounds, sweep_factors
 from selectivity.report.tables import run_network_table
 
 BASELINE = "constant 0.0"  # the condition key of alpha = 0
@@ -100,3 +106,31 @@ def _change(first: pd.DataFrame, second: pd.DataFrame, metric: str, key: str) ->
     row.update({"change_ci_low": low, "change_ci_high": high, "change_df": df, "direction": direction,
                 "seeds_needed": seeds_needed})
     return row
+
+
+def compare_sweeps(first: pd.DataFrame, second: pd.DataFrame, first_provenance: pd.DataFrame | None = None,
+                   second_provenance: pd.DataFrame | None = None, varied=(), allow_confounds: bool = False,
+                   metrics=COMPARED_METRICS) -> pd.DataFrame:
+    """`cost_change`, refused when the sweeps may differ in more than the factors `varied`.
+
+    Args:
+        first, second: tidy results tables.
+        first_provenance, second_provenance: their provenance.csv tables (None: not recorded).
+        varied: the factors the comparison is about (provenance.VARIABLE), e.g. ("epochs",).
+        allow_confounds: compare even so; each row then names the confounds.
+        metrics: as for cost_change.
+    Returns:
+        cost_change's table plus `varied` and `confounds` ("; "-joined phrases, or "none").
+    Raises:
+        SelectivityError: an unknown factor, or confounds without allow_confounds.
+    """
+    unknown = [name for name in varied if name not in VARIABLE]
+    if unknown:
+        raise SelectivityError(f"--vary {unknown[0]!r} is not a factor: expected one of {', '.join(VARIABLE)}")
+    found = confounds(sweep_factors(first, first_provenance), sweep_factors(second, second_provenance), varied)
+    if found and not allow_confounds:
+        raise SelectivityError(f"a change between these sweeps has more than one possible cause ({'; '.join(found)}):"
+                               " name what the comparison is about with --vary, or pass --allow-confounds to "
+                               "compare anyway with the confounds named")
+    return cost_change(first, second, metrics).assign(varied=", ".join(varied) or "none",
+                                                      confounds="; ".join(found) or "none")

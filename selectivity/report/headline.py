@@ -91,9 +91,10 @@ def comparison_table(runs: pd.DataFrame, conditions: pd.DataFrame,
         variances = projected_variances(own.dropna().to_numpy(float), baseline_points.dropna().to_numpy(float))
         compared.append((condition, comparison, variances))
     family = _holm_family([comparison for _, comparison, _ in compared])
+    tested = int(np.sum(~np.isnan(family)))  # a comparison without a CI tests nothing and is not counted
     rows = [{"alpha_label": condition.alpha_label, "alpha": condition.alpha, "constant": condition.constant,
              "si_reduction": baseline["mean_si_mean"] / condition.mean_si_mean,
-             "welch_df": comparison.degrees_of_freedom, **_fields(_corrected(comparison, p, len(family), variances))}
+             "welch_df": comparison.degrees_of_freedom, **_fields(_corrected(comparison, p, tested, variances))}
             for (condition, comparison, variances), p in zip(compared, family)]
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from selectivity.report.verdict_history import looks_phrase
+
 CSS = """
 body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
@@ -33,6 +35,7 @@ class FigureEntry:
 @dataclass(frozen=True)
 class PageContent:
     title: str
+    claims: list[list[str]]  # the opening table (claims_summary.summary_rows), header first
     facts: list[str]  # short lines about the table: model, dataset, runs, seeds
     headline: list[list[str]]  # rows of cells, first row = header
     summary: list[list[str]]
@@ -103,13 +106,15 @@ def headline_rows(headline: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-def comparison_rows(compared: pd.DataFrame) -> list[list[str]]:
-    """Per-condition accuracy against alpha = 0 as display cells (header first)."""
+def comparison_rows(compared: pd.DataFrame, history: pd.DataFrame | None = None) -> list[list[str]]:
+    """Per-condition accuracy against alpha = 0 as display cells (header first); with a verdict
+    history (report.verdict_history), a last column gives each condition's looks."""
     rows = [["alpha", "n seeds (alpha / alpha=0)", "SI(0) / SI(alpha)", "accuracy difference (points, 95% Welch CI)",
-             "verdict"]]
+             "verdict"] + (["looks (n seeds: verdict)"] if history is not None else [])]
     for row in compared.itertuples(index=False):
         rows.append([row.alpha_label, f"{row.n_alpha} / {row.n_baseline}", f"{row.si_reduction:.2f}",
-                     _difference_cell(row), _verdict_cell(row)])
+                     _difference_cell(row), _verdict_cell(row)]
+                    + ([looks_phrase(history, row.alpha_label)] if history is not None else []))
     return rows
 
 
@@ -140,6 +145,7 @@ def render_html(content: PageContent) -> str:
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<title>{html.escape(content.title)}</title><style>{CSS}</style></head><body>",
              f"<h1>{html.escape(content.title)}</h1>",
+             _html_table(content.claims) if len(content.claims) > 1 else "",
              "<ul>" + "".join(f"<li>{html.escape(fact)}</li>" for fact in content.facts) + "</ul>"]
     parts += [f"<p class=\"note\">{html.escape(note)}</p>" for note in content.notes]
     parts += ["<h2>Headline numbers</h2>", _html_table(content.headline),
@@ -160,7 +166,8 @@ def _markdown_table(rows: list[list[str]]) -> str:
 
 def render_markdown(content: PageContent) -> str:
     """The same content as Markdown, linking the PNG files beside it."""
-    parts = [f"# {content.title}", "\n".join(f"- {fact}" for fact in content.facts)]
+    parts = [f"# {content.title}"] + ([_markdown_table(content.claims)] if len(content.claims) > 1 else [])
+    parts.append("\n".join(f"- {fact}" for fact in content.facts))
     parts += [f"> {note}" for note in content.notes]
     parts += ["## Headline numbers", _markdown_table(content.headline),
               "## Summary per alpha (mean ± 95% CI across seeds)", _markdown_table(content.summary),

@@ -17,6 +17,7 @@ from selectivity import claims
 from selectivity.errors import SelectivityError
 from selectivity.sweep import stopping
 from selectivity.sweep.layout import SweepFolder, SweepRun
+from selectivity.sweep.provenance import provenance_table
 from selectivity.sweep.results import build_results, write_results
 from selectivity.sweep.run_state import move_results_aside, run_state
 from selectivity.sweep.worker import DEFAULT_TRAINER, RunOutcome, RunTask
@@ -172,7 +173,7 @@ def run_sweep(name: str, folder: SweepFolder, runs: list[SweepRun], executor, an
                 bar.update(1)
     table = build_results(runs, folder, analyses)
     _check_complete(result, table)
-    write_results(folder, table)
+    write_results(folder, table, provenance_table(runs))
     result.results_path = folder.results_parquet
     return result
 

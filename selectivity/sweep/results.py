@@ -16,6 +16,7 @@ from selectivity.config import config_hash
 from selectivity.errors import SelectivityError
 from selectivity.sweep.analyses import AnalysisContext, run_analyses
 from selectivity.sweep.layout import SweepFolder, SweepRun
+from selectivity.sweep.provenance import PROVENANCE_FILE
 
 COLUMNS = ("run_id", "model", "dataset", "alpha", "alpha_label", "seed", "epoch",
            "layer", "layer_index", "unit", "metric", "value")
@@ -109,8 +110,11 @@ def build_results(runs: list[SweepRun], folder: SweepFolder, analyses=()) -> pd.
     return table
 
 
-def write_results(folder: SweepFolder, table: pd.DataFrame) -> None:
-    """Write results.parquet and results.csv atomically (a reader never sees half a table)."""
+def write_results(folder: SweepFolder, table: pd.DataFrame, provenance: pd.DataFrame | None = None) -> None:
+    """Write results.parquet and results.csv atomically (a reader never sees half a table), and
+    provenance.csv beside them when given (sweep.provenance.provenance_table)."""
     folder.path.mkdir(parents=True, exist_ok=True)
     write_table(folder.results_parquet, table)
     write_table(folder.results_csv, table)
+    if provenance is not None:
+        write_table(folder.path / PROVENANCE_FILE, provenance)

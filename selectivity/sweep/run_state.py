@@ -8,8 +8,9 @@
     interrupted  a checkpoint and no live claim: resumes from the checkpoint
     pending      nothing yet
 
-    <run folder>/timing.json   {"attempts": [{"host", "pid", "start", "end", "outcome", "resumed",
-                                              "alive", "epochs_done"}]}  (at the attempt's last checkpoint)
+    <run folder>/timing.json   {"attempts": [{"host", "pid", "start", "end", "outcome", "resumed", "threads",
+                                              "device", "cpu", "alive", "epochs_done"}]}
+                               ("alive", "epochs_done": at the attempt's last checkpoint)
                                written by the sweep worker while it holds the claim
 """
 import json
@@ -124,17 +125,21 @@ def read_timing(run_dir: str | Path) -> dict:
     return _load_timing(run_dir)[0]
 
 
-def start_attempt(run_dir: str | Path, resumed: bool, threads: int | None = None) -> None:
+def start_attempt(run_dir: str | Path, resumed: bool, threads: int | None = None,
+                  machine: dict | None = None) -> None:
     """Record that this process starts (or resumes) the run; call only while holding its claim.
 
-    A damaged timing.json is moved aside (kept for a person to look at) before it is rewritten.
+    `machine` ({"device", "cpu"}, setup.machine_description) is kept with the attempt: which
+    device and CPU trained it. A damaged timing.json is moved aside (kept for a person to look
+    at) before it is rewritten.
     """
     timing, damaged = _load_timing(run_dir)
     if damaged:
         RunDirectory(run_dir).move_aside([Path(run_dir) / TIMING_FILE], "timing.json is malformed")
     timing["attempts"].append({"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
                                "end": None, "outcome": None, "resumed": resumed,
-                               "threads": threads})  # torch threads: a CPU run's numbers depend on them
+                               "threads": threads,  # torch threads: a CPU run's numbers depend on them
+                               **(machine or {})})
     atomic.write_json(Path(run_dir) / TIMING_FILE, timing)
 
 

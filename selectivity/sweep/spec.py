@@ -11,6 +11,9 @@
     [overrides]                           # dotted config keys applied to the base config
     "train.epochs" = 3
 
+    [rule]                                # optional: a decision rule fixed before the runs, which
+                                          # `selectivity compare --rule` reads (the sweep ignores it)
+
 `--set key=value` on the command line overrides a spec key (name, base, alphas, seeds,
 analyses) or, for a dotted key, a config setting.
 """
@@ -27,7 +30,7 @@ from selectivity.paths import check_path_component
 from selectivity.setup import check_registered_names
 from selectivity.sweep.analyses import AnalysisPlan, check_analysis_settings, get_analysis
 
-SPEC_KEYS = ("name", "base", "alphas", "seeds", "analyses", "analysis_settings", "overrides")
+SPEC_KEYS = ("name", "base", "alphas", "seeds", "analyses", "analysis_settings", "overrides", "rule")
 SWEPT_SETTINGS = ("regularizer.alpha", "seed")  # set by the grid, not by overrides
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from selectivity.errors import SelectivityError
 from selectivity.sweep.layout import SweepFolder, SweepRun
+from selectivity.sweep.provenance import provenance_table
 from selectivity.sweep.results import build_results, write_results
 from selectivity.sweep.run_state import run_state
 from selectivity.sweep.worker import RunOutcome, RunTask
@@ -97,6 +98,6 @@ def take_runs(name: str, folder: SweepFolder, runs: list[SweepRun], executor, ma
                 log(f"finish {outcome.run_id}: {outcome.status}{reason}")
     states = [run_state(run.directory, stale_after).state for run in runs]
     if all(state in ("done", "failed") for state in states):
-        write_results(folder, build_results(runs, folder, analyses))
+        write_results(folder, build_results(runs, folder, analyses), provenance_table(runs))
         result.results_path = folder.results_parquet
     return result

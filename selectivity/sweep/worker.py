@@ -103,7 +103,9 @@ def _train(task: RunTask, directory: RunDirectory, heartbeat) -> RunOutcome:
     if task.threads:
         torch.set_num_threads(task.threads)
     resumed = directory.checkpoint_path.exists()
-    start_attempt(directory.path, resumed, torch.get_num_threads())
+    from selectivity.setup import machine_description
+
+    start_attempt(directory.path, resumed, torch.get_num_threads(), machine_description(config.device))
     folder = SweepFolder(task.sweep_path)
     folder.log_event("start", task.run_id, resumed=resumed)
     print(f"start  [{task.index}/{task.total}] {task.run_id} alpha={task.alpha_label} seed={config.seed}"
