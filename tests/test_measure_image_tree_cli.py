@@ -192,3 +192,43 @@ def test_our_models_on_a_tree_need_their_input_size_and_statistics(trees, tmp_pa
                                   "--dataset", "digits", "--crop", "16", "--out", str(tmp_path / "o2")],
                                  capture_output=True, text=True, timeout=120)
     assert flags_alone.returncode != 0 and "--crop apply to --image-tree DIR" in flags_alone.stderr
+
+
+def test_an_interrupted_measurement_keeps_the_last_one_removes_its_spill_and_a_rerun_completes(trees, tmp_path, monkeypatch):
+    """Ctrl-C mid-pass: the previous complete measurement in --out is kept as it was (outputs are only
+    written once the pass is done), the spill file is removed, and the next run writes it again."""
+    from selectivity.cli import main
+    from selectivity.data.streamed import StreamedImages
+
+    out = tmp_path / "out"
+    argv = ["measure", "--model", "small_cnn", "--weights", str(trees / "weights.pt"), "--image-tree",
+            str(trees / "sorted"), "--normalize", "half", "--crop", "16", "--shuffles", "2", "--no-progress",
+            "--workers", "0", "--batch-size", "8", "--out", str(out)]
+    assert main(argv) == 0
+    first = pd.read_csv(out / "units.csv")
+    original = StreamedImages.batches
+
+    def interrupted(self, batch_size, workers=0):
+        for number, batch in enumerate(original(self, batch_size, workers)):
+            if number == 2:
+                assert list(out.glob("selectivity-spill-*/responses.npy"))  # the pass spills to disk
+                raise KeyboardInterrupt
+            yield batch
+
+    monkeypatch.setattr(StreamedImages, "batches", interrupted)
+    from selectivity.metrics import shuffles
+
+    keep_in_ram = shuffles.ShuffledAccumulator.__init__
+
+    def spill_to_disk(self, *args, **kwargs):
+        keep_in_ram(self, *args, **{**kwargs, "in_memory_bytes": 0})
+
+    monkeypatch.setattr(shuffles.ShuffledAccumulator, "__init__", spill_to_disk)
+    assert main(argv) == 130  # what a shell reports for Ctrl-C
+    pd.testing.assert_frame_equal(pd.read_csv(out / "units.csv"), first)
+    assert (out / "summary.json").exists()
+    assert not list(out.glob("selectivity-spill-*"))
+    monkeypatch.setattr(StreamedImages, "batches", original)
+    assert main(argv) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "units.csv"), first)
+    assert json.loads((out / "summary.json").read_text())["num_inputs"] == NUM_CLASSES * PER_CLASS
