@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from selectivity.checkpoint_import import read_checkpoint, unwrap_state_dict
+from selectivity.data.streamed import hf_preprocessing, timm_preprocessing
 from selectivity.errors import SelectivityError
 from selectivity.model_loading import LoadedModel, weights_num_classes
 
@@ -113,7 +114,9 @@ def load_timm_model(name: str, num_classes: int, weights: str | Path | None = No
     model.register_forward_pre_hook(eval_resize(size, float(config.get("crop_pct", 1.0))), with_kwargs=True)
     described = (f"timm data config: resize to {size[0]}x{size[1]} (crop_pct {config.get('crop_pct', 1.0):g}), "
                  f"mean {tuple(config['mean'])}, std {tuple(config['std'])}")
-    return LoadedModel(model, name, numbers(config["mean"], config["std"]), tuple(notes)), described
+    loaded = LoadedModel(model, name, numbers(config["mean"], config["std"]), tuple(notes),
+                         timm_preprocessing(config) if channels == 3 else None, "timm data config")
+    return loaded, described
 
 
 def _load_strict(model: nn.Module, state_dict: dict) -> str:
@@ -159,9 +162,16 @@ def load_hf_model(folder: str | Path, text: bool = False):
                                f"expected a folder of a {auto.__name__} model") from None
     model.register_forward_hook(lambda module, inputs, output: output.logits)
     normalization, described = "imagenet", "no image processor config: imagenet mean/std, no resize"
-    processor = folder / "preprocessor_config.json"
+    processor, preprocessing = folder / "preprocessor_config.json", None
     if processor.is_file() and not text:
-        settings = json.loads(processor.read_text())
+        try:
+            settings = json.loads(processor.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise SelectivityError(f"{processor} is not valid JSON ({error}); expected the image processor "
+                                   "config written by save_pretrained") from None
+        if not isinstance(settings, dict):
+            raise SelectivityError(f"{processor} holds {type(settings).__name__}; expected a JSON object")
+        preprocessing = hf_preprocessing(settings)
         mean, std = settings.get("image_mean"), settings.get("image_std")
         if mean and std:
             normalization = numbers(mean, std)
@@ -175,4 +185,5 @@ def load_hf_model(folder: str | Path, text: bool = False):
         else:
             described = f"HF image processor: mean {mean}, std {std}, no resize (size {size} not height/width)"
     label = f"hf-{folder.name}"
-    return LoadedModel(model, label, normalization), described
+    return LoadedModel(model, label, normalization, (), preprocessing,
+                       "HF image processor" if preprocessing else ""), described

@@ -14,6 +14,7 @@ from torch import nn
 from selectivity import checkpoint_import
 from selectivity.config import ExperimentConfig, config_from_dict, config_hash
 from selectivity.data import DatasetSplits
+from selectivity.data.streamed import Preprocessing, torchvision_preprocessing
 from selectivity.errors import SelectivityError
 from selectivity.models import create_model
 from selectivity.setup import build_model
@@ -29,12 +30,17 @@ class LoadedModel:
         label: short name for output folders, e.g. "resnet20-3f2a9c1b0d4e-seed_0".
         normalization: "dataset" (our models) or "imagenet" (torchvision models' default).
         notes: how the weights were read and matched (renamed keys, stripped prefixes), for the user.
+        preprocessing: the evaluation transform the model's source states (resize, crop, mean/std),
+            used to decode an image tree; None where the source states none (our models).
+        preprocessing_source: where `preprocessing` came from, for the summary.
     """
 
     model: nn.Module
     label: str
     normalization: str
     notes: tuple[str, ...] = ()
+    preprocessing: Preprocessing | None = None
+    preprocessing_source: str = ""
 
 
 def read_run_config(run_dir: str | Path) -> ExperimentConfig:
@@ -192,7 +198,8 @@ def load_torchvision_model(name: str, weights: str | Path | None, data: DatasetS
     check_input_channels(weights_input_channels(state_dict), data, name)
     model = torchvision.models.get_model(name, weights=None, num_classes=weights_num_classes(state_dict))
     notes += load_weights_into(model, state_dict, str(weights), name)
-    return LoadedModel(model, name, "imagenet", tuple(notes))
+    preprocessing, source = torchvision_preprocessing(name, str(weights))
+    return LoadedModel(model, name, "imagenet", tuple(notes), preprocessing, source)
 
 
 def check_output_classes(model: nn.Module, data: DatasetSplits, label: str, device: torch.device) -> int:

@@ -26,7 +26,7 @@ ALLOWED = {
     "report": set(),
     "checkpoint_import": set(),
     "model_loading": {"data", "models", "setup", "checkpoint_import"},
-    "model_hubs": {"model_loading", "checkpoint_import"},
+    "model_hubs": {"data", "model_loading", "checkpoint_import"},
     "api": {"data", "capture", "metrics", "measure", "setup"},
     "cli": None,  # the command wires everything
 }

@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ SMALLEST = {
     "null_speed": ["--images", "64", "--batch-size", "32", "--repeats", "1", "--shuffles", "2"],
     "sweep_throughput": ["--concurrency", "1", "--seconds", "1", "--warmup", "1"],
     "robustness_cost": ["--images", "8"],
+    "measure_imagenet": ["--model", "resnet18", "--images", "12", "--classes", "3", "--batch-size", "6",
+                         "--workers", "1", "--shuffles", "2",
+                         "--tree", str(Path(tempfile.gettempdir()) / "selectivity-benchmark-tree-12-3")],
 }
 # what each script's JSON must hold: seconds or ratios that are finite and positive
 EXPECTED = {
@@ -35,6 +39,7 @@ EXPECTED = {
     "null_speed": ["measure_seconds", "measure_with_nulls_seconds", "ratio"],
     "sweep_throughput": ["images_per_second", "ratio_vs_k1"],
     "robustness_cost": ["seconds_per_1000_images", "ratio_vs_clean_measure", "projected_seconds_per_run_at_defaults"],
+    "measure_imagenet": ["measure_over_forward", "measure_shuffles_over_forward"],
 }
 
 

@@ -68,9 +68,8 @@ def check_metrics(model, batches, expected, layers, **options):
     `expected`: {layer: (responses SI is defined on [N, U], raw pooled responses [N, U])}; for
     "positive"/"abs" the first is the pooled rectified/absolute output, for "min_shift" and None
     the raw responses (min_shift subtracts each unit's minimum here, in the reference)."""
-    shuffles = None if options.get("signed") == "min_shift" else 0
     units, layer_table, summary = selectivity.measure(model, batches, num_classes=CLASSES, layers=layers,
-                                                      shuffles=shuffles, bins=BINS, **options)
+                                                      shuffles=0, bins=BINS, **options)
     labels = torch.cat([b[1] if isinstance(b, tuple) else b["labels"] for b in batches]).numpy()
     first = len(batches[0][1] if isinstance(batches[0], tuple) else batches[0]["labels"])
     signed = options.get("signed")
@@ -82,9 +81,12 @@ def check_metrics(model, batches, expected, layers, **options):
         si, preferred = numpy_si(positive, labels)
         np.testing.assert_allclose(rows["si"], si, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(rows["d_prime"], numpy_d_prime(raw, labels), rtol=1e-4, atol=1e-4)
-        if signed != "min_shift":  # shuffles (AUC) are refused with min_shift
-            auc = sklearn_auc(positive[:, :48], labels, preferred[:48], first)  # sklearn per unit: 48 suffice
-            np.testing.assert_allclose(rows["auc"].to_numpy()[:48], auc, atol=1e-9)
+        # AUC on the raw responses whatever the signed choice, for the class of the largest raw mean
+        raw_preferred = np.stack([raw[labels == k].mean(0) for k in range(CLASSES)]).argmax(0)
+        auc = sklearn_auc(raw[:, :48], labels, raw_preferred[:48], first)  # sklearn per unit: 48 suffice
+        np.testing.assert_allclose(rows["auc"].to_numpy()[:48], auc, atol=1e-9)
+        signed_units = (raw < 0).any(0)  # sparseness is for non-negative responses: NaN where a unit goes negative
+        assert rows["lifetime_sparseness"].isna().to_numpy().tolist() == signed_units.tolist()
         assert set(rows["signed"]) == {signed or "none"}
     return units, layer_table, summary
 

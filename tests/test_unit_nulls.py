@@ -157,3 +157,41 @@ def test_an_input_given_twice_or_outside_the_split_is_refused():
         accumulator.update({"x": torch.ones(1, 1)}, torch.tensor([1]))
     with pytest.raises(SelectivityError, match="expected each input once"):
         accumulator.update({"x": torch.ones(1, 1)}, torch.tensor([3]))
+
+
+def test_the_chunk_shrinks_with_the_number_of_inputs_and_the_values_do_not_change(monkeypatch):
+    """More inputs, fewer units per chunk (a bounded post-pass peak); every metric is unchanged."""
+    import selectivity.metrics.shuffles as shuffles
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 3, 300)
+    layers = {"a": np.maximum(rng.normal(size=(300, 7)) + labels[:, None] * 0.3, 0), "b": rng.random((300, 5))}
+    wide, _ = accumulate({k: v.copy() for k, v in layers.items()}, labels, shuffles=3, bins=5)
+    monkeypatch.setattr(shuffles, "CHUNK_WORK_BYTES", 64 * 300 * 2)  # room for 2 units of 300 inputs
+    chunks = []
+    original = shuffles.chunk_metrics
+    monkeypatch.setattr(shuffles, "chunk_metrics", lambda r, *a: chunks.append(r.shape[1]) or original(r, *a))
+    narrow, _ = accumulate({k: v.copy() for k, v in layers.items()}, labels, shuffles=3, bins=5)
+    assert chunks == [2] * 6
+    for column in ("auc", "mutual_information", "si_null_mean", "si_z", "d_prime_z", "auc_p", "lifetime_sparseness"):
+        np.testing.assert_allclose(narrow[column], wide[column], rtol=1e-12, atol=1e-12, err_msg=column)
+
+
+def test_signed_responses_rank_raw_for_auc_and_bin_from_the_minimum_for_mi():
+    """Raw signed responses (GELU, residual streams): AUC on the values themselves, MI's bins from
+    each unit's minimum (r - min binned as documented), sparseness NaN where a unit goes negative."""
+    rng = np.random.default_rng(9)
+    labels = rng.integers(0, 3, 600)
+    signed = rng.normal(size=(600, 4)) + (labels[:, None] == 1) * np.array([0.8, 0.0, -0.6, 0.3])
+    signed[:, 3] = np.abs(signed[:, 3])  # one unit without negative values: binned from 0 as before
+    values = {"s": signed.copy()}
+    table, _ = accumulate(values, labels, shuffles=2, bins=7)
+    r = values["s"]  # rounded to float32 by accumulate
+    for u in range(4):
+        means = [r[labels == k, u].mean() for k in range(3)]
+        k = int(np.argmax(means))
+        assert table["auc"][u] == pytest.approx(roc_auc_score(labels == k, r[:, u]), abs=1e-12)
+        low = min(r[:, u].min(), 0.0)
+        bins = numpy_bins(r[:, u] - low, (r[:, u] - low).max(), 7)
+        assert table["mutual_information"][u] == pytest.approx(mutual_info_score(labels, bins) / np.log(2), abs=1e-9)
+    assert table["lifetime_sparseness"].isna().tolist() == [True, True, True, False]

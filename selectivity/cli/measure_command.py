@@ -6,11 +6,15 @@
         --layers mlp --signed positive
     selectivity measure --torchvision resnet18 --weights resnet18-f37072fd.pth \
         --dataset imagefolder --data-root ~/data/imagenette --limit 2000
+    selectivity measure --torchvision resnet50 --weights resnet50-11ad3fa6.pth \
+        --image-tree ~/data/imagenet/val --val-labels LOC_val_solution.csv --shuffles 10
 
 Writes <out>/units.csv, units.parquet, layers.csv and summary.json (each atomically) and
 prints a one-screen summary. See docs/measure.md.
 """
 import argparse
+import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -20,7 +24,9 @@ from selectivity import atomic, model_hubs, model_loading, paths
 from selectivity.capture import PRESETS as UNIT_PRESETS
 from selectivity.capture import SIGNED_CHOICES, TOKEN_REDUCTIONS
 from selectivity.data import DatasetSplits, LabelledImages, list_datasets, load_dataset
+from selectivity.data.image_tree import ImageList, list_image_tree
 from selectivity.data.normalization import PRESETS, resolve_normalization
+from selectivity.data.streamed import INTERPOLATIONS, Preprocessing, StreamedImages
 from selectivity.data.subsets import stratified_subset
 from selectivity.errors import SelectivityError
 from selectivity.measure import Measurement, measure_model
@@ -48,6 +54,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the dataset's files")
     parser.add_argument("--download", action="store_true", help="fetch the dataset if it is missing")
     parser.add_argument("--split", choices=("test", "train"), default="test")
+    add_tree_arguments(parser)
     parser.add_argument("--limit", type=int, metavar="N", help="measure a seeded class-stratified sample of N inputs (seed 0)")
     parser.add_argument("--layers", default="relu", help="relu | activations | mlp | blocks | comma-separated module "
                         "names or globs (name#k for one call)")
@@ -66,6 +73,28 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--bins", type=int, default=ShuffleSettings.bins, help="response bins per unit for AUC/MI")
     parser.add_argument("--shuffle-seed", type=int, default=0, help="seed of the label shuffles")
     parser.set_defaults(run=run)
+
+
+def add_tree_arguments(parser: argparse.ArgumentParser) -> None:
+    """--image-tree DIR (streamed from disk instead of --dataset), --val-labels, --workers, --resize, --crop."""
+    parser.add_argument("--image-tree", metavar="DIR",
+                        help="measure an image tree streamed from disk (DIR/<class>/<image>, or a flat folder with "
+                             "--val-labels): images of any size, decoded per batch; instead of --dataset")
+    parser.add_argument("--val-labels", metavar="FILE",
+                        help="ground truth of a flat --image-tree: '<image> <class>' lines (ImageNet's "
+                             "LOC_val_solution.csv reads as is)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help=f"decoding processes for --image-tree (default {default_workers()} here: half the "
+                             "CPUs, at most 8; 0 decodes in this process)")
+    parser.add_argument("--resize", type=int, metavar="N",
+                        help="--image-tree: shorter side in pixels before the centre crop (default: the model's)")
+    parser.add_argument("--crop", type=int, metavar="N", help="--image-tree: centre crop N x N (default: the model's)")
+    parser.add_argument("--interpolation", choices=INTERPOLATIONS, help="--image-tree: resize filter "
+                                                                         "(default: the model's, else bilinear)")
+
+
+def default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
 def add_hub_sources(source, parser: argparse.ArgumentParser) -> None:
@@ -125,19 +154,36 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise SelectivityError("--trust-checkpoint applies to --weights FILE; expected it only with --weights")
     if args.run_dir and args.weights:
         raise SelectivityError("--weights cannot be used with --run; a run's weights come from its checkpoint.pt")
-    if args.dataset is None and not args.run_dir:
-        raise SelectivityError(f"--dataset is required with --model/--torchvision; expected one of {', '.join(list_datasets())}")
+    if args.image_tree and (args.dataset or args.data_root or args.download or args.split != "test"):
+        raise SelectivityError("--image-tree is the data to measure; expected it without --dataset, --data-root, "
+                               "--download and --split")
+    tree_only = [flag for flag, value in (("--val-labels", args.val_labels), ("--workers", args.workers),
+                                          ("--resize", args.resize), ("--crop", args.crop),
+                                          ("--interpolation", args.interpolation)) if value is not None]
+    if tree_only and not args.image_tree:
+        raise SelectivityError(f"{', '.join(tree_only)} apply to --image-tree DIR; expected them only with it")
+    for flag, value in (("--resize", args.resize), ("--crop", args.crop)):
+        if value is not None and value < 1:
+            raise SelectivityError(f"{flag} {value} is not positive; expected a size in pixels >= 1")
+    if args.workers is not None and args.workers < 0:
+        raise SelectivityError(f"--workers {args.workers} is negative; expected 0 (decode here) or more processes")
+    if args.dataset is None and not args.run_dir and not args.image_tree:
+        raise SelectivityError(f"--dataset (or --image-tree DIR) is required with --model/--torchvision; expected "
+                               f"one of {', '.join(list_datasets())}")
     if getattr(args, "hf", None) and args.weights:
         raise SelectivityError("--weights cannot be used with --hf; a Hugging Face folder holds its own weights")
 
 
-def load_model_and_data(args: argparse.Namespace) -> tuple[model_loading.LoadedModel, DatasetSplits]:
-    """Read the data first: our models are sized by it (classes, input channels)."""
+def load_model_and_data(args: argparse.Namespace, data: DatasetSplits | None = None,
+                        ) -> tuple[model_loading.LoadedModel, DatasetSplits]:
+    """Read the data first: our models are sized by it (classes, input channels). `data` given
+    (an image tree's one-image probe): the model is sized by it instead of the run's dataset."""
     config = model_loading.read_run_config(args.run_dir) if args.run_dir else None
-    dataset = args.dataset or config.data.dataset
-    root = args.data_root or (config.data.root if config and args.dataset is None else "") or None
-    download = args.download or bool(config and config.data.download)
-    data = load_dataset(dataset, root=root, download=download)
+    if data is None:
+        dataset = args.dataset or config.data.dataset
+        root = args.data_root or (config.data.root if config and args.dataset is None else "") or None
+        download = args.download or bool(config and config.data.download)
+        data = load_dataset(dataset, root=root, download=download)
     if config is not None:
         return model_loading.load_run_model(args.run_dir, config, data), data
     if args.model:
@@ -152,6 +198,33 @@ def load_model_and_data(args: argparse.Namespace) -> tuple[model_loading.LoadedM
         print(f"preprocessing: {described}" + (" (overridden by --normalize)" if args.normalize else ""))
         return loaded, data
     return model_loading.load_torchvision_model(args.torchvision, args.weights, data, args.trust_checkpoint), data
+
+
+def warn_missing_classes(labels, num_classes: int, name: str, count: int) -> None:
+    present = int(labels.unique().numel())
+    if present < 2:
+        raise SelectivityError(f"the {count} inputs of {name} hold {present} class; SI needs at least 2 classes: "
+                               "expected a larger --limit")
+    if present < num_classes:  # SI then compares only the classes present: say so before any number
+        warnings.warn(f"the {count} inputs of {name} hold {present} of its {num_classes} classes; "
+                      "SI, mu_rest and the preferred class are over those present")
+
+
+def tree_record(args: argparse.Namespace, listing: ImageList, split: StreamedImages, workers: int) -> dict:
+    """What summary.json says of an image tree: where, how decoded, which images (the unreadable named)."""
+    pre = split.preprocessing
+    return {
+        "split": "image tree",
+        "image_tree": {"root": str(listing.root), "ground_truth": args.val_labels, "images_listed": len(listing),
+                       "unreadable": list(split.unreadable), "workers": workers},
+        "num_inputs": len(split) - len(split.unreadable),
+        "subset": f"class-stratified by path hash, seed {LIMIT_SEED}" if len(split) < len(listing) else "whole tree",
+        "inputs_per_class": {str(int(k)): int(n) for k, n in zip(*split.measured_labels().unique(return_counts=True))},
+        "classes_present": int(split.measured_labels().unique().numel()),
+        "preprocessing": {"resize": pre.resize, "crop": pre.crop, "interpolation": pre.interpolation,
+                          "squash": pre.squash},
+        "class_names": list(listing.class_names),
+    }
 
 
 def select_inputs(data: DatasetSplits, split_name: str, limit: int | None) -> LabelledImages:
@@ -212,8 +285,18 @@ def summary_record(measurement: Measurement, loaded: model_loading.LoadedModel, 
     }
 
 
+def spill_folder(out: Path) -> str:
+    """The shuffled metrics spill each input's responses (N x units x 4 bytes: 4.5 GB for ResNet50 on
+    ImageNet val) beside the outputs, not into a small temp filesystem; the spill is removed at the end."""
+    out.mkdir(parents=True, exist_ok=True)
+    return str(out)
+
+
 def write_outputs(out: Path, measurement: Measurement, summary: dict) -> None:
-    """units.csv/.parquet, layers.csv and summary.json, each written atomically."""
+    """units.csv/.parquet, layers.csv and summary.json, each written atomically, summary.json last:
+    a folder holds a complete measurement exactly when it has summary.json, so an interrupted
+    rewrite never pairs an old summary with new tables (a rerun starts the pass again)."""
+    (out / "summary.json").unlink(missing_ok=True)
     atomic.write_table(out / "units.parquet", measurement.units)
     atomic.write_table(out / "units.csv", measurement.units)
     atomic.write_table(out / "layers.csv", measurement.layers)
@@ -245,11 +328,47 @@ def format_summary(summary: dict, measurement: Measurement, out: Path) -> str:
     return "\n".join(lines)
 
 
+def tree_preprocessing(args: argparse.Namespace, stated: Preprocessing | None, label: str) -> Preprocessing:
+    """The model's stated transform with --resize/--crop/--interpolation (and --normalize) over it."""
+    if stated is None and args.crop is None:
+        raise SelectivityError(f"model {label} states no input size; expected --crop N (and --resize N) for "
+                               "--image-tree, e.g. --resize 36 --crop 32 for a CIFAR-sized model")
+    base = stated or Preprocessing(resize=args.crop, crop=args.crop)
+    crop = args.crop or base.crop
+    resize = args.resize or (base.resize if args.crop is None else max(crop, round(crop * base.resize / base.crop)))
+    return Preprocessing(resize, crop, base.mean, base.std, args.interpolation or base.interpolation,
+                         squash=base.squash and args.resize is None)
+
+
+def load_tree(args: argparse.Namespace) -> tuple[model_loading.LoadedModel, StreamedImages, ImageList]:
+    """An image tree's listing, the model (sized by the tree's classes) and the streamed split,
+    decoded with the model's transform. Nothing is decoded but one probe image until the pass."""
+    listing = list_image_tree(args.image_tree, args.val_labels)
+    measured = listing.stratified(args.limit, LIMIT_SEED) if args.limit else listing
+    name = "imagetree-" + re.sub(r"[^A-Za-z0-9._-]", "_", listing.root.resolve().name or "root")
+    crop = args.crop or 224  # a provisional size: the model is only sized (classes, channels) by this probe
+    probe = StreamedImages(measured, Preprocessing(max(crop, args.resize or crop), crop), name).probe_splits()
+    loaded, _ = load_model_and_data(args, probe)
+    if loaded.normalization == "dataset" and not args.normalize:
+        raise SelectivityError(f"model {loaded.label} was trained with its dataset's own mean/std, which an image "
+                               "tree does not state; expected --normalize PRESET|MEAN,STD (e.g. cifar10)")
+    preprocessing = tree_preprocessing(args, loaded.preprocessing, loaded.label)
+    print(f"image tree: {len(listing)} images of {len(listing.class_names)} classes in {listing.root}"
+          + (f", measuring a class-stratified {len(measured)} (seed {LIMIT_SEED})" if len(measured) < len(listing)
+             else "") + f"; {preprocessing.describe()} ({loaded.preprocessing_source or 'the flags'})")
+    return loaded, StreamedImages(measured, preprocessing, name), listing
+
+
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     layers = parse_layers(args.layers)
     device = resolve_device(args.device)  # a device that is not here: one line
-    loaded, data = load_model_and_data(args)
+    listing = None
+    if args.image_tree:
+        loaded, split, listing = load_tree(args)
+        data = split.probe_splits()  # one decoded image: sizes and checks the model, gives the tree's classes
+    else:
+        loaded, data = load_model_and_data(args)
     # the default lies under the runs root (like `train`), never in the working directory itself
     out = atomic.check_writable(args.out or paths.runs_root() / "measure" / f"{loaded.label}-{data.name}")
     for note in loaded.notes:  # how a foreign checkpoint was read and renamed, before any number
@@ -262,15 +381,22 @@ def run(args: argparse.Namespace) -> int:
                       f"accuracy and loss are over its first {data.num_classes} outputs (dataset class i read as the "
                       "model's class i), not over the extra ones")
         model.register_forward_hook(lambda module, inputs, logits: logits[:, :data.num_classes])
-    split = select_inputs(data, args.split, args.limit)
+    if listing is None:
+        split = select_inputs(data, args.split, args.limit)
+    else:
+        warn_missing_classes(split.labels, data.num_classes, data.name, len(split))
+    workers = default_workers() if args.workers is None else args.workers
     measurement = measure_model(
         model, split, data.num_classes, mean, std, layers=layers, batch_size=args.batch_size,
         device=device, progress=not args.no_progress, description=f"measure {loaded.label}",
         shuffles=None if args.shuffles is None else ShuffleSettings(args.shuffles, args.bins, args.shuffle_seed),
+        workers=workers if listing is not None else 0, spill_dir=spill_folder(out),
         **unit_options(args),
     )
     check_layers_seen(layers, measurement)
     summary = summary_record(measurement, loaded, data, args, split, mean, std)
+    if listing is not None:
+        summary.update(tree_record(args, listing, split, workers))
     write_outputs(out, measurement, summary)
     print(format_summary(summary, measurement, out), file=sys.stdout)
     return 0

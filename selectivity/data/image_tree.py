@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from selectivity.data.image_files import is_image_file
+from selectivity.data.subsets import name_keys, stratified_positions
 from selectivity.errors import SelectivityError
 
 LAYOUTS = "expected DIR/<class>/<image> folders, or a flat folder of images with --val-labels FILE"
@@ -32,6 +33,21 @@ class ImageList:
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def relative_names(self) -> list[str]:
+        """Each file's path inside the tree ('n01440764/x.JPEG'): what identifies an image here."""
+        return [path.relative_to(self.root).as_posix() for path in self.files]
+
+    def stratified(self, count: int, seed: int = 0) -> "ImageList":
+        """`count` images, each class in its share, chosen by a seeded hash of their paths in the tree
+        (never the first `count`: trees are read class by class); the whole listing when count >= N."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise SelectivityError(f"subset size {count!r}; expected an integer >= 1")
+        if count >= len(self):
+            return self
+        positions, _ = stratified_positions(self.labels, name_keys(self.relative_names(), seed), count)
+        return ImageList(self.root, tuple(self.files[i] for i in positions.tolist()), self.labels[positions],
+                         self.class_names)
 
 
 def _images_in(folder: Path) -> list[Path]:

@@ -9,6 +9,7 @@ left out and named: a warning counts the few, one error line says when all are b
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,13 +26,23 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """A model's evaluation transform: resize the shorter side, centre crop, normalise."""
+    """A model's evaluation transform: resize the shorter side, centre crop, normalise.
+
+    `squash` resizes to crop x crop directly instead (no aspect ratio kept, no crop): what a
+    Hugging Face image processor with a {height, width} size and no crop_size does.
+    """
 
     resize: int = 256
     crop: int = 224
     mean: tuple[float, ...] = PRESETS["imagenet"][0]
     std: tuple[float, ...] = PRESETS["imagenet"][1]
     interpolation: str = "bilinear"
+    squash: bool = False
+
+    def describe(self) -> str:
+        size = f"resize to {self.crop}x{self.crop}" if self.squash else \
+            f"resize shorter side to {self.resize}, centre crop {self.crop}x{self.crop}"
+        return f"{size} ({self.interpolation}), mean {self.mean}, std {self.std}"
 
     def __post_init__(self):
         if self.crop < 1 or self.resize < self.crop:
@@ -42,17 +53,54 @@ class Preprocessing:
             raise SelectivityError(f"interpolation {self.interpolation!r}; expected one of {', '.join(INTERPOLATIONS)}")
 
 
-def torchvision_preprocessing(name: str) -> Preprocessing | None:
-    """The transform torchvision's published weights of `name` state (its weights enum's
-    metadata, read offline), or None for a model without published weights."""
+def torchvision_preprocessing(name: str, weights_file: str | None = None) -> tuple[Preprocessing | None, str]:
+    """The transform torchvision states for the published weights of `name` (its weights enum's
+    metadata, read offline): the entry whose file name is `weights_file`'s (resnet50-0676ba61.pth is
+    IMAGENET1K_V1: resize 256; resnet50-11ad3fa6.pth IMAGENET1K_V2: resize 232), else DEFAULT.
+
+    Returns:
+        (Preprocessing, which weights entry it came from), or (None, reason) for a model without
+        published weights.
+    """
     import torchvision
 
     try:
-        transform = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+        entries = list(torchvision.models.get_model_weights(name))
     except (ValueError, KeyError, AttributeError):
-        return None
+        return None, f"torchvision states no weights for {name}"
+    by_file = {Path(entry.url).name: entry for entry in entries}
+    wanted = Path(weights_file).name if weights_file else None
+    entry = by_file.get(wanted) or torchvision.models.get_model_weights(name).DEFAULT
+    transform = entry.transforms()
+    source = f"torchvision {entry}" + ("" if wanted in by_file else f" (DEFAULT; {wanted} is not a published file)"
+                                       if wanted else " (DEFAULT)")
     return Preprocessing(int(transform.resize_size[0]), int(transform.crop_size[0]), tuple(transform.mean),
-                         tuple(transform.std), transform.interpolation.value)
+                         tuple(transform.std), transform.interpolation.value), source
+
+
+def hf_preprocessing(settings: dict) -> Preprocessing:
+    """The transform a Hugging Face image processor config states: size.shortest_edge then
+    crop_size (ConvNeXt, ResNet, CLIP), or size {height, width} alone (ViT: a squash, no crop)."""
+    size, crop = settings.get("size") or {}, settings.get("crop_size")
+    if isinstance(size, int):
+        size = {"shortest_edge": size}
+    if isinstance(crop, int):
+        crop = {"height": crop, "width": crop}
+    mean = tuple(settings.get("image_mean") or PRESETS["imagenet"][0])
+    std = tuple(settings.get("image_std") or PRESETS["imagenet"][1])
+    resample = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}.get(settings.get("resample"), "bilinear")
+    if "shortest_edge" in size:
+        edge = int(size["shortest_edge"])
+        if crop and settings.get("do_center_crop", True):
+            return Preprocessing(edge, int(crop["height"]), mean, std, resample)
+        crop_pct = settings.get("crop_pct")  # ConvNeXt: resize edge / crop_pct, then crop to edge
+        if crop_pct:
+            return Preprocessing(int(edge / float(crop_pct)), edge, mean, std, resample)
+        return Preprocessing(edge, edge, mean, std, resample)
+    if "height" in size:
+        side = int(size["height"])
+        return Preprocessing(side, side, mean, std, resample, squash=True)
+    return Preprocessing(mean=mean, std=std, interpolation=resample)
 
 
 def timm_preprocessing(pretrained_cfg: dict) -> Preprocessing:
@@ -66,18 +114,32 @@ def timm_preprocessing(pretrained_cfg: dict) -> Preprocessing:
                          interpolation if interpolation in INTERPOLATIONS else "bilinear")
 
 
-def load_rgb(path, preprocessing: Preprocessing) -> np.ndarray:
-    """[crop, crop, 3] uint8 pixels of one file after the resize and centre crop."""
-    import torchvision.transforms.functional as functional
-    from torchvision.transforms import InterpolationMode
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
 
+
+def load_rgb(path, preprocessing: Preprocessing) -> np.ndarray:
+    """[crop, crop, 3] uint8 pixels of one file after the resize and centre crop.
+
+    The same arithmetic as torchvision's Resize(int) + CenterCrop on a PIL image (shorter side to
+    `resize`, the longer to int(resize * long / short); crop offsets rounded), done in PIL so that
+    streaming needs no torchvision.
+    """
     with Image.open(path) as image:
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")  # PIL warns when a palette with transparency goes straight to RGB
         rgb = image.convert("RGB")
-    mode = InterpolationMode(preprocessing.interpolation)
-    rgb = functional.resize(rgb, preprocessing.resize, interpolation=mode, antialias=True)
-    return np.asarray(functional.center_crop(rgb, preprocessing.crop))
+    resample, crop = RESAMPLING[preprocessing.interpolation], preprocessing.crop
+    if preprocessing.squash:
+        return np.asarray(rgb.resize((crop, crop), resample))
+    width, height = rgb.size
+    short, long = min(width, height), max(width, height)
+    new_short, new_long = preprocessing.resize, int(preprocessing.resize * long / short)
+    size = (new_short, new_long) if width <= height else (new_long, new_short)
+    if size != rgb.size:
+        rgb = rgb.resize(size, resample)
+    top, left = int(round((size[1] - crop) / 2.0)), int(round((size[0] - crop) / 2.0))
+    return np.asarray(rgb.crop((left, top, left + crop, top + crop)))
 
 
 class StreamedImages(Dataset):
@@ -86,6 +148,7 @@ class StreamedImages(Dataset):
     def __init__(self, listing: ImageList, preprocessing: Preprocessing, name: str = "imagetree"):
         self.listing, self.preprocessing, self.name = listing, preprocessing, name
         self.unreadable: list[str] = []  # filled by batches(), in the main process
+        self.unreadable_indices: list[int] = []
 
     def __len__(self) -> int:
         return len(self.listing)
@@ -93,6 +156,12 @@ class StreamedImages(Dataset):
     @property
     def labels(self) -> torch.Tensor:
         return self.listing.labels
+
+    def measured_labels(self) -> torch.Tensor:
+        """The labels of the images read so far without problems (after a pass: those measured)."""
+        keep = torch.ones(len(self), dtype=torch.bool)
+        keep[self.unreadable_indices] = False
+        return self.labels[keep]
 
     @property
     def num_classes(self) -> int:
@@ -104,20 +173,22 @@ class StreamedImages(Dataset):
         try:
             pixels = torch.from_numpy(load_rgb(path, self.preprocessing).copy()).permute(2, 0, 1)
             return pixels, label, index, ""
-        except (OSError, ValueError, SyntaxError) as error:  # PIL's ways of saying "not a readable image"
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:  # PIL: not a readable image
             crop = self.preprocessing.crop
-            return torch.zeros(3, crop, crop, dtype=torch.uint8), label, index, f"{path.name} ({type(error).__name__})"
+            name = path.relative_to(self.listing.root).as_posix() if path.is_relative_to(self.listing.root) else path.name
+            return torch.zeros(3, crop, crop, dtype=torch.uint8), label, index, f"{name} ({type(error).__name__})"
 
     def batches(self, batch_size: int, workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(images [B, 3, crop, crop] uint8, labels [B], indices [B]) in listing order, unreadable
         files dropped and recorded in `unreadable`; decoded in `workers` processes (0: here)."""
-        self.unreadable = []
+        self.unreadable, self.unreadable_indices = [], []
         loader = DataLoader(self, batch_size=batch_size, shuffle=False, num_workers=workers,
                             persistent_workers=False, prefetch_factor=4 if workers else None)
         for images, labels, index, problems in loader:
             bad = torch.tensor([bool(problem) for problem in problems])
             if bad.any():
                 self.unreadable += [problem for problem in problems if problem]
+                self.unreadable_indices += index[bad].tolist()
                 keep = ~bad
                 images, labels, index = images[keep], labels[keep], index[keep]
             if len(labels):

@@ -69,18 +69,37 @@ def stratified_subset(split: LabelledImages, count: int, seed: int = 0) -> Subse
         raise SelectivityError(f"subset size {count!r}; expected an integer >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
         raise SelectivityError(f"subset seed {seed!r}; expected an integer in [0, 2**64)")
-    labels = split.labels
-    classes, sizes = torch.unique(labels, return_counts=True)
-    if count >= len(labels):
+    if count >= len(split.labels):
+        classes, sizes = torch.unique(split.labels, return_counts=True)
         per_class = {int(label): int(size) for label, size in zip(classes, sizes)}
-        return Subset(split, torch.arange(len(labels)), seed, per_class)
+        return Subset(split, torch.arange(len(split.labels)), seed, per_class)
+    indices, quotas = stratified_positions(split.labels, image_keys(split.images, seed), count)
+    subset = LabelledImages(split.images[indices].contiguous(), split.labels[indices].contiguous())
+    return Subset(subset, indices, seed, quotas)
+
+
+def stratified_positions(labels: torch.Tensor, keys: list[bytes], count: int) -> tuple[torch.Tensor, dict[int, int]]:
+    """Ascending positions of `count` inputs, each class in its share, the smallest `keys` within a class.
+
+    Args:
+        labels: [N] class labels.
+        keys: one sortable key per input that does not depend on its position (a seeded hash of
+            the image, or of a file's path inside its tree).
+        count: how many, 1 <= count < N.
+    Returns:
+        (positions [count] int64, {label: inputs taken}).
+    """
+    classes, sizes = torch.unique(labels, return_counts=True)
     quotas = class_quotas({int(label): int(size) for label, size in zip(classes, sizes)}, count)
-    keys = image_keys(split.images, seed)
     chosen = []
     for label, quota in quotas.items():
         members = torch.nonzero(labels == label).flatten().tolist()
         members.sort(key=lambda index: keys[index])
         chosen += members[:quota]
-    indices = torch.tensor(sorted(chosen), dtype=torch.int64)
-    subset = LabelledImages(split.images[indices].contiguous(), labels[indices].contiguous())
-    return Subset(subset, indices, seed, quotas)
+    return torch.tensor(sorted(chosen), dtype=torch.int64), quotas
+
+
+def name_keys(names: list[str], seed: int) -> list[bytes]:
+    """A seeded hash of each file's path inside its tree: an order-free key that needs no decoding."""
+    salt = int(seed).to_bytes(8, "little", signed=False)
+    return [hashlib.blake2b(name.encode(), digest_size=8, salt=salt).digest() for name in names]

@@ -11,14 +11,17 @@ metric is computed exactly from its responses:
 - ROC-AUC from tie-averaged ranks (Mann-Whitney U): equal to sklearn's roc_auc_score on
   the raw responses, not on bins;
 - mutual information on the documented binning: bin 0 holds r <= 0 (a ReLU's silent
-  responses), bins 1..B-1 split (0, top] evenly with top = the unit's exact largest
-  response over every input; so no bin depends on which inputs came first.
+  responses), bins 1..B-1 are B - 1 equal widths up to top = the unit's exact largest
+  response over every input; so no bin depends on which inputs came first. A unit with
+  negative responses (a signed layer's raw responses) is binned from its minimum instead:
+  r - min in place of r, so bin 0 holds its minimum.
 
 Rows are addressed by the input's index in the dataset's listing, not by arrival order,
 and the S permutations are drawn over that listing at the end, so the values (nulls
 included) do not depend on batch size, worker count or reading order. Float32 storage is
 exact for float32/bfloat16/float16 activations. Peak memory after the pass is about
-(S + 5) x N x chunk x 8 bytes plus K x chunk x B x 8 per labeling in flight.
+8 x N x chunk x 8 bytes (the chunk shrinks as N grows, to keep this near 1 GiB) plus
+K x chunk x B x 8 per labeling in flight.
 """
 import math
 import tempfile
@@ -35,6 +38,7 @@ from selectivity.metrics.unit_metrics import d_prime_from_moments, lifetime_spar
 
 NULL_METRICS = ("si", "d_prime", "auc", "mutual_information")
 IN_MEMORY_BYTES = 256 * 2**20  # spill arrays up to this size stay in RAM
+CHUNK_WORK_BYTES = 2**30  # after the pass, a chunk's working set: about 8 float64/int64 arrays of [N, chunk]
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,11 @@ def chunk_metrics(responses: torch.Tensor, labelings: torch.Tensor, num_classes:
     """
     count, width = responses.shape
     ranks = torch.from_numpy(rankdata(responses.numpy(), axis=0))  # [N, c] tie-averaged, 1-based
-    top = responses.amax(0) if count else torch.zeros(width, dtype=torch.float64)
-    cells = torch.arange(width) * bins + response_bins(responses, top, bins)  # [N, c] (unit, bin)
+    # a signed unit's bins start at its minimum (bin 0 = the minimum), a non-negative one's at 0 (bin 0 = silent)
+    low = responses.amin(0).clamp(max=0) if count else torch.zeros(width, dtype=torch.float64)
+    shifted = responses - low
+    top = shifted.amax(0) if count else torch.zeros(width, dtype=torch.float64)
+    cells = torch.arange(width) * bins + response_bins(shifted, top, bins)  # [N, c] (unit, bin)
     squares = responses.square()
     out = {metric: torch.empty(len(labelings), width, dtype=torch.float64) for metric in NULL_METRICS}
     for row, labels in enumerate(labelings):
@@ -155,7 +162,10 @@ class ShuffledAccumulator:
         self.layer_names = tuple(activations)
         self.layer_sizes = tuple(a.shape[1] for a in activations.values())
         units = sum(self.layer_sizes)
-        self.chunk = min(self.chunk_units, units)
+        # fewer units per chunk for more inputs, so the post-pass peak stays near CHUNK_WORK_BYTES
+        # (256 units up to ~65,000 inputs; 13 for ImageNet's 1.28 M training images)
+        fitting = max(1, CHUNK_WORK_BYTES // (64 * max(len(self.labels), 1)))
+        self.chunk = min(self.chunk_units, units, fitting)
         shape = (math.ceil(units / self.chunk), len(self.labels), self.chunk)
         if math.prod(shape) * 4 <= self.in_memory_bytes:
             self.spill = np.zeros(shape, dtype=np.float32)
@@ -194,7 +204,7 @@ class ShuffledAccumulator:
             labelings = label_shuffles(self.labels[seen], self.num_classes, self.settings.shuffles, self.settings.seed)
             total = sum(self.layer_sizes)
             parts: dict[str, list[torch.Tensor]] = {metric: [] for metric in NULL_METRICS}
-            sums, squares = [], []
+            sums, squares, signed = [], [], []
             for chunk in range(self.spill.shape[0]):
                 width = min(self.chunk, total - chunk * self.chunk)
                 responses = torch.from_numpy(np.asarray(self.spill[chunk][seen.numpy(), :width], dtype=np.float64))
@@ -202,11 +212,15 @@ class ShuffledAccumulator:
                     parts[metric].append(values)
                 sums.append(responses.sum(0))
                 squares.append(responses.square().sum(0))
+                signed.append((responses < 0).any(0))
             count = len(seen)
             total_sum, total_square = torch.cat(sums), torch.cat(squares)
             return ShuffledMetrics(
                 self.layer_names, self.layer_sizes, count, {m: torch.cat(v, 1) for m, v in parts.items()},
-                total_sum / max(count, 1), lifetime_sparseness(total_sum, total_square, max(count, 2)), labelings)
+                total_sum / max(count, 1),
+                # sparseness is defined for non-negative responses: NaN for a unit with negative raw responses
+                torch.where(torch.cat(signed), torch.nan,
+                            lifetime_sparseness(total_sum, total_square, max(count, 2))), labelings)
         finally:
             self.close()
 

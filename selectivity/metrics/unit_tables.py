@@ -6,10 +6,10 @@ both compute SI, d' and the nulls the same way:
         positive / abs: capture's rectified / absolute responses; min_shift: raw class means
         minus the unit's running minimum (metrics.signed); None: raw, refused if negative.
     d' on the raw responses (shift-invariant, defined on signed values).
-    AUC, MI and the label-shuffle nulls come from metrics.shuffles (responses kept by input
-        index, so order- and batch-free), whose bins start at 0: on "positive"/"abs" layers they
-        are computed on the rectified/absolute responses; shuffles with "min_shift" are refused
-        (docs/definitions.md#signed-responses).
+    AUC, MI, lifetime sparseness and the label-shuffle nulls come from metrics.shuffles
+        (responses kept by input index, so order- and batch-free), on the raw responses of every
+        layer whatever its signed choice: AUC is rank-based, and MI's bins start at each unit's
+        minimum where it is negative (docs/definitions.md#signed-responses).
 """
 import pandas as pd
 import torch
@@ -53,15 +53,11 @@ class UnitTables:
             self.si_accumulator = SelectivityAccumulator(
                 self.num_classes, allow_negative={layer for layer, choice in choices.items() if choice})
             self.min_shift_layers = {layer for layer, choice in choices.items() if choice == "min_shift"}
-            if self.shuffled is not None and self.min_shift_layers:
-                raise SelectivityError(
-                    f"shuffles with signed = min_shift (layers {', '.join(sorted(self.min_shift_layers)[:3])}): the "
-                    "null's response bins need non-negative responses; expected signed = positive or abs, or no shuffles")
         self.si_accumulator.update(capture.activations, labels)
         if self.raw_accumulator is not None:
             self.raw_accumulator.update(capture.raw_activations, labels)
-        if self.shuffled is not None:
-            self.shuffled.update(capture.activations, index)
+        if self.shuffled is not None:  # the raw responses: AUC, MI and their nulls need no signed choice
+            self.shuffled.update(capture.raw_activations if self.signed_any else capture.activations, index)
 
     def close(self) -> None:
         """Delete any spill file (on interruption; `tables` deletes it when done)."""
