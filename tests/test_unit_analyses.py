@@ -133,6 +133,22 @@ def test_ablation_rows_and_csv(runs, tmp_path):
     high = curves[curves["order"] == "si_high"].sort_values("fraction")["accuracy"].to_numpy()
     assert own["ablation_si_high_area"] == pytest.approx(0.25 * (high[0] + 2 * high[1] + high[2]))
     assert set(rows["layer"]) == {"relu4"} and set(rows["layer_index"]) == {3}
+    # the ends of every curve by hand, on the test subset (60 inputs drawn with seed + 1 = 1): intact at
+    # fraction 0; at fraction 1 every relu4 unit is zero, so the logits are fc2's bias for every input
+    data = load_dataset("digits")
+    chosen = torch.randperm(len(data.test.labels), generator=torch.Generator().manual_seed(1))[:60].sort().values
+    images, labels = data.test.images[chosen], data.test.labels[chosen]
+    for run in runs:
+        model = load_run_model(run.path, run.config, data).model.eval()
+        with torch.no_grad():
+            logits = model((images.float() / 255 - torch.tensor(data.mean).view(1, -1, 1, 1))
+                           / torch.tensor(data.std).view(1, -1, 1, 1))
+        intact = (logits.argmax(1) == labels).double().mean().item()
+        silenced = (labels == model.fc2.bias.argmax()).double().mean().item()
+        curves = pd.read_csv(run.path / "ablation.csv")
+        for fraction, expected in ((0.0, intact), (1.0, silenced)):
+            ends = curves.loc[curves["fraction"] == fraction, "accuracy"]
+            assert len(ends) == 3 and ends.to_numpy() == pytest.approx([expected] * 3)  # si_high, 2 random draws
 
 
 def test_top_units_grids_show_each_layers_most_and_least_selective_live_unit(runs, tmp_path):
