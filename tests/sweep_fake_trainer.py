@@ -9,6 +9,8 @@ Knobs (environment variables, inherited by spawned workers):
     FAKE_EPOCH_SECONDS   sleep per epoch (default 0)
     FAKE_KILL_ONCE_DIR   a folder: the first run to reach epoch 1 SIGKILLs its own process,
                          leaving a marker file there so it happens only once
+    FAKE_FAIL_ONCE_DIR   a folder: fail_once_train_run raises on a run's first call (a marker
+                         file per run there) and trains it on the next
 alpha = 999 in any epoch makes the loss NaN.
 """
 import json
@@ -119,3 +121,13 @@ def disk_full_train_run(config, run_dir, progress: bool = True, heartbeat=None) 
 
     os.open, builtins.open, io.open = os_open, open_, open_
     return train_run(config, run_dir, progress, heartbeat)
+
+
+def fail_once_train_run(config, run_dir, progress: bool = True, heartbeat=None) -> dict:
+    """A trainer whose first call for a run raises (as a bug fixed before a retry would), then trains."""
+    marker = Path(os.environ["FAKE_FAIL_ONCE_DIR"]) / f"failed-{Path(run_dir).parent.name}-{Path(run_dir).name}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return train_run(config, run_dir, progress, heartbeat)
+    raise RuntimeError("simulated failure on the first attempt")

@@ -46,14 +46,20 @@ def write_fake_cifar10(root, per_batch=6, seed=0):
 
 
 def write_fake_cifar100(root, count=8, seed=0):
+    """A cifar-100-python tree whose fine and coarse labels differ on every image; returns the fine labels."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
+    fine = {}
     for name in ("train", "test"):
         images = rng.integers(0, 256, size=(count, 3072), dtype=np.uint8)
-        dump(folder / name, {b"data": images, b"fine_labels": [int(v) for v in rng.integers(0, 100, count)],
-                             b"coarse_labels": [0] * count})
-    dump(folder / "meta", {b"fine_label_names": [f"class{i}".encode() for i in range(100)]})
+        fine[name] = rng.integers(20, 100, count)
+        coarse = fine[name] % 20  # a valid coarse label (0..19) that is never the fine one
+        dump(folder / name, {b"data": images, b"fine_labels": [int(v) for v in fine[name]],
+                             b"coarse_labels": [int(v) for v in coarse]})
+    dump(folder / "meta", {b"fine_label_names": [f"class{i}".encode() for i in range(100)],
+                           b"coarse_label_names": [f"superclass{i}".encode() for i in range(20)]})
+    return fine
 
 
 @pytest.fixture(autouse=True)
@@ -80,10 +86,12 @@ def test_cifar10_shapes_labels_names_and_statistics(tmp_path):
 
 
 def test_cifar100_uses_fine_labels(tmp_path):
-    write_fake_cifar100(tmp_path)
+    fine = write_fake_cifar100(tmp_path)
     splits = load_dataset("cifar100", root=tmp_path)
     assert splits.num_classes == 100 and splits.class_names[3] == "class3"
-    assert splits.train.images.shape == (8, 3, 32, 32) and splits.test.labels.max() < 100
+    assert splits.train.images.shape == (8, 3, 32, 32)
+    np.testing.assert_array_equal(splits.train.labels.numpy(), fine["train"])
+    np.testing.assert_array_equal(splits.test.labels.numpy(), fine["test"])
 
 
 def test_missing_batch_is_one_line_naming_the_file(tmp_path):

@@ -9,7 +9,6 @@ import pytest
 import torch
 from scipy import stats
 
-from selectivity.analysis.cca import pwcca_similarity, subsample_units
 from selectivity.config import ExperimentConfig, RegularizerSettings, TrainSettings
 from selectivity.data.base import LabelledImages
 from selectivity.measure import unit_activations
@@ -109,6 +108,33 @@ def hsic_cka_distance(x, y) -> float:
     return 1 - hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
 
 
+def subsample_by_hand(units: np.ndarray, max_units: int, seed: int = 0) -> np.ndarray:
+    """The documented unit subsample: max_units units drawn without replacement by numpy's seeded
+    generator, kept in their original order (all of them when there are no more)."""
+    if units.shape[1] <= max_units:
+        return units
+    return units[:, np.sort(np.random.default_rng(seed).choice(units.shape[1], size=max_units, replace=False))]
+
+
+def pwcca_distance_by_hand(x, y) -> float:
+    """1 - PWCCA of Morcos et al. (2018), written from the paper in float64.
+
+    CCA of the centred activations via QR and SVD: the singular values of Qx^T Qy are the
+    canonical correlations rho_i, and Qx times the left singular vectors are x's unit-norm
+    canonical variates h_i. Weights alpha_i = sum over x's neurons x_j of |<h_i, x_j>|, the
+    paper's equation; PWCCA = sum_i alpha_i rho_i / sum_i alpha_i.
+    """
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    x, y = x[:, x.max(0) != x.min(0)], y[:, y.max(0) != y.min(0)]  # dead units carry no variance
+    x, y = x - x.mean(0), y - y.mean(0)
+    basis_x, _ = np.linalg.qr(x)  # [N, Ux]
+    basis_y, _ = np.linalg.qr(y)  # [N, Uy]
+    left, correlations, _ = np.linalg.svd(basis_x.T @ basis_y, full_matrices=False)  # [Ux, m], [m]
+    variates = basis_x @ left  # [N, m], orthonormal columns
+    weights = np.abs(variates.T @ x).sum(axis=1)  # [m]
+    return 1 - float(np.sum(weights * np.minimum(correlations, 1.0)) / weights.sum())
+
+
 def expected_interval(numerator, denominator):
     """Delta-method t-interval of log(mean ratio), Welch-Satterthwaite degrees of freedom."""
     mean_n, mean_d = np.mean(numerator), np.mean(denominator)
@@ -142,7 +168,7 @@ def test_rows_pool_seeds_and_match_distances_computed_here(runs, tmp_path):
     base, regularized = nets[:3], nets[3]
     for layer in LAYERS:
         def units(net):
-            return subsample_units(net[layer], TEST_IMAGES // 10, seed=0)
+            return subsample_by_hand(net[layer], TEST_IMAGES // 10, seed=0)
         # numerator: the seed-0 regularized net against the alpha = 0 nets of seeds 1 and 2 only
         numerator = [hsic_cka_distance(units(regularized), units(b)) for b in base[1:]]
         denominator = [hsic_cka_distance(units(a), units(b)) for a, b in itertools.combinations(base, 2)]
@@ -152,7 +178,7 @@ def test_rows_pool_seeds_and_match_distances_computed_here(runs, tmp_path):
         assert value[layer, "cka_ratio_ci_high"] == pytest.approx(high, rel=1e-4)
         assert (value[layer, "cka_ratio_pairs"], value[layer, "cka_ratio_baseline_pairs"]) == (2, 3)
         # PWCCA: regularized side first; a baseline pair counts both orders
-        pwcca = lambda a, b: 1 - pwcca_similarity(units(a), units(b))  # noqa: E731
+        pwcca = lambda a, b: pwcca_distance_by_hand(units(a), units(b))  # noqa: E731
         numerator = [pwcca(regularized, b) for b in base[1:]]
         denominator = [(pwcca(a, b) + pwcca(b, a)) / 2 for a, b in itertools.combinations(base, 2)]
         assert value[layer, "pwcca_ratio"] == pytest.approx(np.mean(numerator) / np.mean(denominator), rel=1e-4)

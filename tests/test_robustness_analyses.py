@@ -99,7 +99,44 @@ def test_corruption_rows_from_files(run, tmp_path):
     assert values["mean_corruption_accuracy"] == pytest.approx((2 * accuracy + 3 * blank_accuracy) / 5)
 
 
-def test_dimensionality_rows_carry_the_runs_layer_order(run, tmp_path):
+def dimensionalities_by_hand(run, eps: float, threshold: float = 0.95) -> dict[tuple[str, str], float]:
+    """{(layer, metric): value} from numpy: one eval-mode forward pass with hooks on the stratified sample,
+    an FGSM step of size eps written out here, and the eigenvalues of each covariance (divisor N - 1)."""
+    data = load_dataset("digits")
+    model = load_run_model(run.path, run.config, data).model.eval()
+    chosen = sample_positions()
+    pixels, labels = data.test.images[chosen].float() / 255, data.test.labels[chosen]  # [N, 1, 8, 8] in [0, 1]
+    mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
+    layers = ["relu1", "relu2", "relu3", "relu4"]
+
+    def activations(images):
+        captured = {}
+        handles = [getattr(model, name).register_forward_hook(
+            lambda m, i, out, name=name: captured.__setitem__(name, out.mean((2, 3)) if out.dim() == 4 else out))
+            for name in layers]
+        logits = model((images - mean) / std)
+        for handle in handles:
+            handle.remove()
+        return logits, {name: captured[name].detach().double().numpy() for name in layers}
+
+    images = pixels.clone().requires_grad_(True)
+    logits, clean = activations(images)
+    (gradient,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"), images)
+    with torch.no_grad():
+        _, attacked = activations((pixels + eps * gradient.sign()).clamp(0, 1))
+    values = {}
+    for name in layers:
+        for prefix, units in (("dim", clean[name]), ("perturbation_dim", attacked[name] - clean[name])):
+            eigenvalues = np.sort(np.linalg.eigvalsh(np.cov(units, rowvar=False)))[::-1].clip(0)
+            if eigenvalues[0] <= 0:
+                continue  # a dead layer has no dimensionality (and no row)
+            share = np.cumsum(eigenvalues) / eigenvalues.sum()
+            values[(name, f"{prefix}_pcs")] = float(np.argmax(share >= threshold - 1e-12) + 1)
+            values[(name, f"{prefix}_pr")] = eigenvalues.sum() ** 2 / (eigenvalues**2).sum()
+    return values
+
+
+def test_dimensionality_rows_carry_the_runs_layer_order_and_equal_numpy(run, tmp_path):
     rows = analysis_rows(run, "dimensionality", {"images": IMAGES, "perturbation": "fgsm:8"}, tmp_path)
     layers = rows[rows["layer"] != "network"]
     depth = run_rows(run).drop_duplicates("layer").set_index("layer")["layer_index"]
@@ -107,9 +144,13 @@ def test_dimensionality_rows_carry_the_runs_layer_order(run, tmp_path):
     assert all(row.layer_index == depth[row.layer] for row in layers.itertuples())
     assert set(layers["metric"]) == {"dim_pcs", "dim_pr", "perturbation_dim_pcs", "perturbation_dim_pr"}
     assert rows.loc[rows["metric"] == "dim_threshold", "value"].tolist() == [0.95]
-    # the one-run entry point gives the same numbers
-    single = analyse_run(run.path, "dimensionality", {"images": IMAGES, "perturbation": "fgsm:8"})
-    assert sorted(single["value"]) == pytest.approx(sorted(rows["value"]))
+    expected = dimensionalities_by_hand(run, eps=8 / 255)
+    single = analyse_run(run.path, "dimensionality", {"images": IMAGES, "perturbation": "fgsm:8"})  # one-run entry
+    for table in (layers, single[single["layer"] != "network"]):
+        got = table.set_index(["layer", "metric"])["value"].to_dict()
+        assert set(got) == set(expected)
+        for key, value in expected.items():
+            assert got[key] == (value if key[1].endswith("_pcs") else pytest.approx(value, rel=1e-4)), key
 
 
 def test_settings_are_checked():

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from selectivity.config import EvaluationSettings, ExperimentConfig, RegularizerSettings, TrainSettings
 from selectivity.data import load_dataset
@@ -15,9 +16,10 @@ from selectivity.sweep.analyses import AnalysisContext, get_analysis
 from selectivity.sweep.layout import SweepFolder, SweepRun
 from selectivity.sweep.results import run_rows, typed_table
 from selectivity.train import train_run
-from tests.reference import reference_stratified_indices
+from tests.reference import reference_selectivity, reference_stratified_indices
 
 pytestmark = pytest.mark.slow  # trains two smoke-size runs (shared by every test here)
+LAYERS = ("relu1", "relu2", "relu3", "relu4")  # small_cnn's unit layers, in depth order
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +67,59 @@ def test_training_dynamics_rows_follow_every_record_and_the_snapshots(runs, tmp_
     assert own[("relu3", "preferred_class_consistency", 2)] == pytest.approx(expected)  # one earlier evaluation
 
 
-def test_unit_nulls_rows_hold_each_layer_fraction_above_chance(runs, tmp_path):
-    rows = analyse("unit_nulls", runs, tmp_path, {"shuffles": 3, "bins": 6})
+def split_responses_by_hand(run, data) -> dict[str, np.ndarray]:
+    """{layer: [N, U] float64}: post-ReLU spatial means over the whole test split, by hooks, normalised as the
+    evaluation loop does (float32 on the 0..255 scale) so ties between a unit's value and its null stay ties."""
+    model = load_run_model(run.path, run.config, data).model.eval()
+    captured = {}
+    handles = [getattr(model, name).register_forward_hook(
+        lambda m, i, out, name=name: captured.__setitem__(name, out.mean((2, 3)) if out.dim() == 4 else out))
+        for name in LAYERS]
+    shift = (torch.tensor(data.mean) * 255).view(1, -1, 1, 1)
+    scale = (torch.tensor(data.std) * 255).view(1, -1, 1, 1)
+    with torch.no_grad():
+        model((data.test.images.float() - shift) / scale)
+    for handle in handles:
+        handle.remove()
+    return {name: captured[name].double().numpy() for name in LAYERS}
+
+
+def test_unit_nulls_rows_equal_label_shuffle_statistics_computed_here(runs, tmp_path):
+    """si_p, si_above_chance, auc and lifetime sparseness of every unit of both runs, from numpy: the S label
+    vectors are the test labels permuted by torch.randperm with a generator seeded by the shuffle seed."""
+    shuffles, seed = 3, 5
+    rows = analyse("unit_nulls", runs, tmp_path, {"shuffles": shuffles, "bins": 6, "seed": seed})
+    data = load_dataset("digits")
+    labels = data.test.labels
+    generator = torch.Generator().manual_seed(seed)
+    labelings = [labels.numpy()] + [labels[torch.randperm(len(labels), generator=generator)].numpy()
+                                    for _ in range(shuffles)]
     layer_rows = rows[(rows["unit"] == -1) & (rows["metric"] == "si_above_chance")]
-    assert len(layer_rows) == 2 * 4 and layer_rows["value"].between(0, 1).all()
-    assert layer_rows.groupby("layer")["layer_index"].first().to_dict() == {"relu1": 0, "relu2": 1, "relu3": 2,
-                                                                           "relu4": 3}
-    si_p = rows[rows["metric"] == "si_p"]
-    assert len(si_p) == 2 * len(runs[0].directory.read_units()) and set(si_p["value"]) <= {0.25, 0.5, 0.75, 1.0}
+    assert len(layer_rows) == 2 * 4 and layer_rows.groupby("layer")["layer_index"].first().to_dict() == {
+        "relu1": 0, "relu2": 1, "relu3": 2, "relu4": 3}
+    for run in runs:
+        own = rows[rows["run_id"] == run.run_id]
+        unit_values = own[own["unit"] >= 0].set_index(["layer", "unit", "metric"])["value"]
+        layer_values = own[own["unit"] == -1].set_index(["layer", "metric"])["value"]
+        for layer, responses in split_responses_by_hand(run, data).items():  # [N, U]
+            si = np.stack([reference_selectivity(responses, labeling, 10) for labeling in labelings])  # [S+1, U]
+            observed, null = si[0], si[1:]
+            with np.errstate(divide="ignore", invalid="ignore"):  # a dead unit's null has no spread: z NaN
+                z = (observed - null.mean(0)) / null.std(0, ddof=1)
+            p = (1 + (null >= observed).sum(0)) / (shuffles + 1)
+            units = np.arange(responses.shape[1])
+            np.testing.assert_array_equal([unit_values[(layer, u, "si_p")] for u in units], p)
+            assert layer_values[(layer, "si_above_chance")] == pytest.approx(np.mean(z > 1.6448536269514722))
+            class_means = np.stack([responses[labels.numpy() == k].mean(0) for k in range(10)])  # [K, U]
+            preferred = class_means.argmax(0)
+            auc = [roc_auc_score(labels.numpy() == preferred[u], responses[:, u]) for u in units]
+            np.testing.assert_allclose([unit_values[(layer, u, "auc")] for u in units], auc, atol=1e-9)
+            mean_square = (responses**2).mean(0)
+            with np.errstate(divide="ignore", invalid="ignore"):  # Vinje & Gallant; 0 for a dead unit
+                activity = np.where(mean_square > 0, responses.mean(0) ** 2 / mean_square, 1.0)
+            sparseness = np.clip((1 - activity) / (1 - 1 / len(labels)), 0, 1)
+            np.testing.assert_allclose([unit_values[(layer, u, "lifetime_sparseness")] for u in units], sparseness,
+                                       rtol=1e-6, atol=1e-9)
 
 
 def test_ablation_rows_and_csv(runs, tmp_path):
@@ -86,12 +133,41 @@ def test_ablation_rows_and_csv(runs, tmp_path):
     high = curves[curves["order"] == "si_high"].sort_values("fraction")["accuracy"].to_numpy()
     assert own["ablation_si_high_area"] == pytest.approx(0.25 * (high[0] + 2 * high[1] + high[2]))
     assert set(rows["layer"]) == {"relu4"} and set(rows["layer_index"]) == {3}
+    # the ends of every curve by hand, on the test subset (60 inputs drawn with seed + 1 = 1): intact at
+    # fraction 0; at fraction 1 every relu4 unit is zero, so the logits are fc2's bias for every input
+    data = load_dataset("digits")
+    chosen = torch.randperm(len(data.test.labels), generator=torch.Generator().manual_seed(1))[:60].sort().values
+    images, labels = data.test.images[chosen], data.test.labels[chosen]
+    for run in runs:
+        model = load_run_model(run.path, run.config, data).model.eval()
+        with torch.no_grad():
+            logits = model((images.float() / 255 - torch.tensor(data.mean).view(1, -1, 1, 1))
+                           / torch.tensor(data.std).view(1, -1, 1, 1))
+        intact = (logits.argmax(1) == labels).double().mean().item()
+        silenced = (labels == model.fc2.bias.argmax()).double().mean().item()
+        curves = pd.read_csv(run.path / "ablation.csv")
+        for fraction, expected in ((0.0, intact), (1.0, silenced)):
+            ends = curves.loc[curves["fraction"] == fraction, "accuracy"]
+            assert len(ends) == 3 and ends.to_numpy() == pytest.approx([expected] * 3)  # si_high, 2 random draws
 
 
-def test_top_units_writes_two_grids_per_layer_per_alpha(runs, tmp_path):
+def test_top_units_grids_show_each_layers_most_and_least_selective_live_unit(runs, tmp_path):
+    """The units picked, chosen here from each run's units table: the live unit of highest and of lowest SI
+    per layer (the lower unit index on a tie); one grid each, named by alpha, seed, layer, kind and unit."""
     rows = analyse("top_units", runs, tmp_path, {"k": 2, "limit": 40})
-    assert len(rows) == 2 * 4 * 2 and rows["value"].isin([0, 0.5, 1.0]).all()
-    assert len(list((tmp_path / "analyses" / "top_units").glob("*.png"))) == 16
+    expected_grids, expected_units = set(), set()
+    for run in runs:  # one seed per alpha here, so every run is its alpha's first seed
+        units = run.directory.read_units()
+        for layer in LAYERS:
+            live = units[(units["layer"] == layer) & ~units["dead"].astype(bool)]
+            si, index = live["si"].to_numpy(), live["unit"].to_numpy()
+            most, least = index[si == si.max()].min(), index[si == si.min()].min()
+            for kind, unit in (("most", most), ("least", least)):
+                expected_grids.add(f"{run.alpha_label}_seed{run.config.seed}_{layer}_{kind}_unit{unit}.png")
+                expected_units.add((run.run_id, layer, int(unit)))
+    assert {path.name for path in (tmp_path / "analyses" / "top_units").glob("*.png")} == expected_grids
+    assert set(zip(rows["run_id"], rows["layer"], rows["unit"].astype(int))) == expected_units
+    assert len(rows) == 2 * 4 * 2 and set(rows["metric"]) == {"topk_preferred_fraction"}
 
 
 def test_top_units_fraction_is_the_preferred_share_of_the_top_k_of_the_stratified_sample(runs, tmp_path):

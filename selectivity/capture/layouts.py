@@ -127,7 +127,7 @@ def apply_signed(output: torch.Tensor, signed: str | None) -> torch.Tensor:
 def token_responses(output: torch.Tensor, layout: UnitLayout, mask: torch.Tensor | None) -> torch.Tensor:
     """[B, N, D] -> [B, D] by the layout's token reduction; `mask` [B, N] (1 = real token) or None."""
     if layout.tokens == "cls":
-        return output[:, 0]
+        return output[:, 0].clone()  # a view would follow in-place changes to the tokens
     start = layout.num_prefix_tokens if layout.tokens == "patch_mean" else 0
     kept = output[:, start:]  # [B, N', D]
     if kept.shape[1] == 0:
@@ -153,7 +153,10 @@ def reduce_with_layout(output: torch.Tensor, layout: UnitLayout, signed: str | N
         mask: [B, N] padding mask for token layouts (None: every token is real).
         layer: the layer's name, for the error message.
     Returns:
-        [B, C] responses (the output's dtype; differentiable).
+        [B, C] responses (the output's dtype; differentiable) in memory of their own: an
+        in-place op later in the forward (`h.relu_(); h.add_(1)`) must not change what a
+        hook recorded, so a flat output or a cls token, which would be the output itself
+        or a view of it, is copied.
     """
     if output.dim() != OUTPUT_DIMS[layout.kind]:
         detail = ("a token reduction on a layer without tokens" if layout.kind == "tokens"
@@ -162,7 +165,7 @@ def reduce_with_layout(output: torch.Tensor, layout: UnitLayout, signed: str | N
                                f"a {OUTPUT_DIMS[layout.kind]}-d output or another layout ({', '.join(LAYOUT_KINDS)})")
     values = apply_signed(output, signed)
     if layout.kind == "flat":
-        return values
+        return values.clone() if values is output else values
     if layout.kind == "channels_last":
         return values.sum((1, 2)) / math.prod(values.shape[1:3])
     if layout.kind == "tokens":

@@ -55,13 +55,34 @@ def _record_crash(run: SweepRun, reason: str, stale_after: float) -> None:
         claim.release()
 
 
+def _known_outcome(run: SweepRun, options: _Options) -> RunOutcome | None:
+    """What the run folder already says, when it leaves nothing to dispatch: done, or failed
+    (kept as failed unless retry_failed); None for a run to hand to the executor."""
+    state = run_state(run.directory, options.stale_after)
+    if state.state == "done":
+        return RunOutcome(run.run_id, "already_done")
+    if state.state == "failed" and not options.retry_failed:
+        return RunOutcome(run.run_id, "failed", state.detail)
+    return None
+
+
+def _settled(run: SweepRun, options: _Options, result: SweepResult, bar: tqdm) -> bool:
+    """Count a run that came back from the executor unfinished but whose folder now says how it
+    ended (another worker finished it while we waited); True when counted, so not dispatched again."""
+    known = _known_outcome(run, options)
+    if known is not None:
+        _count(known, run, result, [], [], bar)
+    return known is not None
+
+
 def _wait_for_others(waiting: list[SweepRun], options: _Options, bar: tqdm) -> list[SweepRun]:
     """Block until some run claimed by another worker is no longer running.
 
     Returns:
-        Every run of `waiting`, to dispatch again: a free one is taken (or found done), one
-        still held comes back "busy" and is waited for in the next round. Returning only
-        the free ones dropped the rest from the sweep, which then wrote a table without them.
+        Every run of `waiting`, to look at again: a free one is counted (if its holder
+        finished it) or dispatched, one still held comes back "busy" and is waited for in
+        the next round. Returning only the free ones dropped the rest from the sweep, which
+        then wrote a table without them.
     """
     holders = {run_state(run.directory, options.stale_after).detail for run in waiting}
     bar.write(f"waiting for {len(waiting)} run(s) claimed by other workers ({', '.join(sorted(holders))})")
@@ -150,19 +171,21 @@ def run_sweep(name: str, folder: SweepFolder, runs: list[SweepRun], executor, an
     todo, crash_counts = [], Counter()
     for run in runs:
         _move_aside_a_damaged_done_checkpoint(run, stale_after)
-        state = run_state(run.directory, stale_after)
-        if state.state == "done":
-            result.done += 1
-        elif state.state == "failed" and not retry_failed:
-            result.failed[run.run_id] = state.detail
-        else:
+        known = _known_outcome(run, options)
+        if known is None:
             todo.append(run)
+        elif known.status == "failed":
+            result.failed[run.run_id] = known.reason
+        else:
+            result.done += 1
     with tqdm(total=len(runs), initial=result.done + len(result.failed), desc=f"sweep {name}", unit="run",
               disable=not progress) as bar:
         while todo:
             crashed, freed = _dispatch(todo, folder, executor, options, result, bar)
-            todo = freed
+            todo = [run for run in freed if not _settled(run, options, result, bar)]
             for run in crashed:
+                if _settled(run, options, result, bar):  # its worker died after the run had ended
+                    continue
                 crash_counts[run.run_id] += 1
                 if crash_counts[run.run_id] < CRASHES_BEFORE_FAILED:
                     todo.append(run)  # resumes from its checkpoint
