@@ -168,7 +168,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 0:
         raise SelectivityError(f"--workers {args.workers} is negative; expected 0 (decode here) or more processes")
     if args.dataset is None and not args.run_dir and not args.image_tree:
-        raise SelectivityError(f"--dataset (or --image-tree DIR) is required with --model/--torchvision; expected "
+        raise SelectivityError(f"--dataset is required with --model/--torchvision (or --image-tree DIR); expected "
                                f"one of {', '.join(list_datasets())}")
     if getattr(args, "hf", None) and args.weights:
         raise SelectivityError("--weights cannot be used with --hf; a Hugging Face folder holds its own weights")
@@ -285,9 +285,12 @@ def summary_record(measurement: Measurement, loaded: model_loading.LoadedModel, 
     }
 
 
-def spill_folder(out: Path) -> str:
+def spill_folder(out: Path, shuffles: int | None) -> str | None:
     """The shuffled metrics spill each input's responses (N x units x 4 bytes: 4.5 GB for ResNet50 on
-    ImageNet val) beside the outputs, not into a small temp filesystem; the spill is removed at the end."""
+    ImageNet val) beside the outputs, not into a small temp filesystem; the spill is removed at the end.
+    Without shuffles nothing spills and nothing is created before the outputs."""
+    if shuffles is None:
+        return None
     out.mkdir(parents=True, exist_ok=True)
     return str(out)
 
@@ -386,14 +389,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         warn_missing_classes(split.labels, data.num_classes, data.name, len(split))
     workers = default_workers() if args.workers is None else args.workers
-    measurement = measure_model(
-        model, split, data.num_classes, mean, std, layers=layers, batch_size=args.batch_size,
-        device=device, progress=not args.no_progress, description=f"measure {loaded.label}",
-        shuffles=None if args.shuffles is None else ShuffleSettings(args.shuffles, args.bins, args.shuffle_seed),
-        workers=workers if listing is not None else 0, spill_dir=spill_folder(out),
-        **unit_options(args),
-    )
-    check_layers_seen(layers, measurement)
+    shuffles = None if args.shuffles is None else ShuffleSettings(args.shuffles, args.bins, args.shuffle_seed)
+    existed = out.exists()
+    try:
+        measurement = measure_model(
+            model, split, data.num_classes, mean, std, layers=layers, batch_size=args.batch_size,
+            device=device, progress=not args.no_progress, description=f"measure {loaded.label}", shuffles=shuffles,
+            workers=workers if listing is not None else 0, spill_dir=spill_folder(out, args.shuffles),
+            **unit_options(args),
+        )
+        check_layers_seen(layers, measurement)
+    except BaseException:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # the spill's folder, made for this run: a failed run leaves no empty output folder
+        raise
     summary = summary_record(measurement, loaded, data, args, split, mean, std)
     if listing is not None:
         summary.update(tree_record(args, listing, split, workers))
