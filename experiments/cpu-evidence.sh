@@ -18,7 +18,7 @@ set -u
 REPO=$(pwd)   # run from the repository root (see above)
 [ -d ~/sweep-code/selectivity ] || git worktree add --detach ~/sweep-code HEAD
 [ -n "${SNAPSHOT_COMMIT:-}" ] && git -C ~/sweep-code checkout -q --detach "$SNAPSHOT_COMMIT"
-[ -d ~/data/cifar/cifar-10-batches-py ] || python3 ../shared/data/make_cifar10.py ~/data/cifar
+[ -d ~/data/cifar/cifar-10-batches-py ] || python3 "${DATA_TOOLS:?set DATA_TOOLS to the folder of make_cifar10.py (docs/datasets.md)}/make_cifar10.py" ~/data/cifar
 cd ~/sweep-code
 export PYTHONPATH=~/sweep-code
 export OMP_NUM_THREADS=1   # two 1-thread workers use 2 cores better than one 2-thread worker
@@ -47,7 +47,7 @@ six() { sweep $S/resnet20-cifar10-cpu.toml --set data.root=$DATA --set 'analyses
 log "stage 1a: ResNet20 6 epochs, alpha -1,1 x seeds 0-1";  six --set 'alphas=[-1,1]' --set 'seeds=[0,1]'
 log "stage 1b: alpha -1,-10 x seeds 1-2";                  six --set 'alphas=[-1,-10]' --set 'seeds=[1,2]'
 log "stage 1t: ResNet18 / Tiny ImageNet CPU scale (issue 16; about 2 hours, so it goes early)"
-[ -d ~/data/tiny/tiny-imagenet-200 ] || log "no ~/data/tiny/tiny-imagenet-200: python3 ../shared/data/make_tiny_imagenet.py ~/data/tiny --git-dir GIT_DIR"
+[ -d ~/data/tiny/tiny-imagenet-200 ] || log "no ~/data/tiny/tiny-imagenet-200: python3 \$DATA_TOOLS/make_tiny_imagenet.py ~/data/tiny --git-dir GIT_DIR"
 [ -d ~/data/tiny/tiny-imagenet-200 ] && OMP_NUM_THREADS=2 sweep $S/resnet18-tinyimagenet-cpu.toml --workers 1 \
     --set data.root=$HOME/data/tiny --set 'analyses=[]' --store ~/runs/resnet18-tinyimagenet-cpu
 log "stage 3: the alpha schedules and alpha 1 seed 2, their robustness analyses, then alpha -2 (issue 15)"

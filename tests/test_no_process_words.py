@@ -18,7 +18,7 @@ PROCESS_WORDS = {
     "engineers": re.compile(r"\bengineers?\b", re.IGNORECASE),
     "queue pause": re.compile(r"\bqueue\b.{0,20}\bpause", re.IGNORECASE),
     "SIGSTOP": re.compile(r"\bSIGSTOP\b|\bSIGCONT\b"),
-    "build-machine path": re.compile(r"(?<![\w.])/(work|root|tmp)/"),
+    "build-machine path": re.compile(r"(?<![\w.])/(work|root|tmp)/|\.\./shared/"),
     "development tool": re.compile(r"\b(claude|codex|copilot|chatgpt)\b|\bsearch tool\b",
                                    re.IGNORECASE),
 }

@@ -1,7 +1,7 @@
 """CIFAR-10 and CIFAR-100 from their standard pickled layouts, read directly with pickle.
 
 torchvision's dataset classes are not used for reading: they verify md5s, which a
-re-encoded but layout-identical copy (like ../shared/data's) fails. Downloads do go
+re-encoded but layout-identical copy (like $DATA_TOOLS's) fails. Downloads do go
 through torchvision's download helper with the official URL and md5.
 Pickle can run code from a malicious file: load only CIFAR files you trust.
 """
