@@ -56,6 +56,39 @@ def timed(function, device: torch.device, *args) -> float:
     return time.perf_counter() - start
 
 
+def random_split(count: int, device: torch.device) -> LabelledImages:
+    """`count` seeded random 32x32 RGB images and labels, device-resident as in training."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator)  # [N, 3, 32, 32]
+    labels = torch.randint(0, NUM_CLASSES, (count,), generator=generator)  # [N]
+    return LabelledImages(images.to(device), labels.to(device))
+
+
+def interleaved_timings(measurement, model, split: LabelledImages, batch_size: int, device: torch.device,
+                        channels_last: bool, repeats: int) -> tuple[list[float], list[float]]:
+    """(forward seconds, measurement seconds) per repeat: one warm-up of each on the first batch
+    (allocator, oneDNN/cuDNN algorithm choice), then the two interleaved, so load from other
+    processes hits both alike. `measurement` takes plain_forward's arguments."""
+    common = (model, split, batch_size, device, channels_last)
+    first_batch = LabelledImages(split.images[:batch_size], split.labels[:batch_size])
+    for function in (plain_forward, measurement):
+        timed(function, device, model, first_batch, *common[2:])
+    forward_seconds, measure_seconds = [], []
+    for _ in range(repeats):
+        forward_seconds.append(timed(plain_forward, device, *common))
+        measure_seconds.append(timed(measurement, device, *common))
+    return forward_seconds, measure_seconds
+
+
+def timing_fields(forward_seconds: list[float], measure_seconds: list[float], target: float = 1.2) -> dict:
+    """The JSON fields of a measurement timed against the forward pass: medians, ratio, target, every repeat."""
+    forward, measure = statistics.median(forward_seconds), statistics.median(measure_seconds)
+    return {"forward_seconds": round(forward, 4), "measure_seconds": round(measure, 4),
+            "ratio": round(measure / forward, 4), "target_ratio": target, "meets_target": measure / forward <= target,
+            "forward_seconds_all": [round(s, 4) for s in forward_seconds],
+            "measure_seconds_all": [round(s, 4) for s in measure_seconds]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -69,32 +102,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     args.images = args.images or (10_000 if device.type == "cuda" else 2_000)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=generator)  # [N, 3, 32, 32]
-    labels = torch.randint(0, NUM_CLASSES, (args.images,), generator=generator)  # [N]
-    split = LabelledImages(images.to(device), labels.to(device))  # device-resident, as in training
+    split = random_split(args.images, device)
     torch.manual_seed(0)
     model = create_model("resnet20", NUM_CLASSES).to(device).eval()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    common = (model, split, args.batch_size, device, args.channels_last)
-    first_batch = LabelledImages(split.images[: args.batch_size], split.labels[: args.batch_size])
-    for function in (plain_forward, streamed_measurement):  # warm-up: allocator, oneDNN/cuDNN algorithm choice
-        timed(function, device, model, first_batch, *common[2:])
-    forward_seconds, measure_seconds = [], []
-    for _ in range(args.repeats):  # interleaved, so load from other processes hits both alike
-        forward_seconds.append(timed(plain_forward, device, *common))
-        measure_seconds.append(timed(streamed_measurement, device, *common))
-    forward, measure = statistics.median(forward_seconds), statistics.median(measure_seconds)
+    forward_seconds, measure_seconds = interleaved_timings(streamed_measurement, model, split, args.batch_size,
+                                                           device, args.channels_last, args.repeats)
     print(json.dumps({
         "benchmark": "measure_speed",
         **describe_machine(device),
         "model": "resnet20", "images": args.images, "batch_size": args.batch_size, "repeats": args.repeats,
         "channels_last": args.channels_last,
-        "forward_seconds": round(forward, 4), "measure_seconds": round(measure, 4),
-        "ratio": round(measure / forward, 4), "target_ratio": 1.2, "meets_target": measure / forward <= 1.2,
-        "forward_seconds_all": [round(s, 4) for s in forward_seconds],
-        "measure_seconds_all": [round(s, 4) for s in measure_seconds],
+        **timing_fields(forward_seconds, measure_seconds),
     }))
 
 

@@ -11,17 +11,16 @@ interleaved after a one-batch warm-up of each; the median of the repeats is repo
 ratio <= 1.2. Prints one JSON object.
 """
 import argparse
+import functools
 import json
-import statistics
 
 import timm
 import torch
 
-from selectivity.data import LabelledImages
 from selectivity.measure import measure_model
 from selectivity.setup import resolve_device
 from machine import describe_machine
-from measure_speed import CIFAR_MEAN, CIFAR_STD, NUM_CLASSES, plain_forward, timed
+from measure_speed import CIFAR_MEAN, CIFAR_STD, NUM_CLASSES, interleaved_timings, random_split, timing_fields
 
 
 def streamed_measurement(model, split, batch_size, device, channels_last, layers="mlp") -> None:
@@ -42,31 +41,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     args.images = args.images or (5_000 if device.type == "cuda" else 500)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=generator)  # [N, 3, 32, 32]
-    labels = torch.randint(0, NUM_CLASSES, (args.images,), generator=generator)  # [N]
-    split = LabelledImages(images.to(device), labels.to(device))
+    split = random_split(args.images, device)
     torch.manual_seed(0)
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=NUM_CLASSES, img_size=32,
                               patch_size=4).to(device).eval()
-    common = (model, split, args.batch_size, device, False)
-    first_batch = LabelledImages(split.images[: args.batch_size], split.labels[: args.batch_size])
-    timed(plain_forward, device, model, first_batch, args.batch_size, device, False)  # warm-up
-    timed(streamed_measurement, device, model, first_batch, args.batch_size, device, False, args.layers)
-    forward_seconds, measure_seconds = [], []
-    for _ in range(args.repeats):  # interleaved, so load from other processes hits both alike
-        forward_seconds.append(timed(plain_forward, device, *common))
-        measure_seconds.append(timed(streamed_measurement, device, *common, args.layers))
-    forward, measure = statistics.median(forward_seconds), statistics.median(measure_seconds)
+    measurement = functools.partial(streamed_measurement, layers=args.layers)
+    forward_seconds, measure_seconds = interleaved_timings(measurement, model, split, args.batch_size, device,
+                                                           False, args.repeats)
     print(json.dumps({
         "benchmark": "measure_vit",
         **describe_machine(device),
         "model": "vit_tiny_patch16_224(img_size=32, patch_size=4)", "layers": args.layers, "tokens": "patch_mean",
         "signed": "positive", "images": args.images, "batch_size": args.batch_size, "repeats": args.repeats,
-        "forward_seconds": round(forward, 4), "measure_seconds": round(measure, 4),
-        "ratio": round(measure / forward, 4), "target_ratio": 1.2, "meets_target": measure / forward <= 1.2,
-        "forward_seconds_all": [round(s, 4) for s in forward_seconds],
-        "measure_seconds_all": [round(s, 4) for s in measure_seconds],
+        **timing_fields(forward_seconds, measure_seconds),
     }))
 
 
