@@ -167,6 +167,7 @@ def test_the_damaged_file_among_many_is_named_and_the_rest_measured(trees, tmp_p
     (["--workers", "-1"], "--workers -1 is negative"),
     (["--crop", "0"], "--crop 0 is not positive"),
     (["--resize", "8", "--crop", "16"], "resize 8, crop 16; expected 1 <= crop <= resize"),
+    (["--limit", "1"], "the 1 inputs of imagetree-sorted hold 1 class; SI needs at least 2 classes"),
 ])
 def test_bad_tree_flags_are_refused_in_one_line(trees, tmp_path, extra, message):
     command = [sys.executable, "-m", "selectivity", "measure", "--model", "small_cnn", "--weights",

@@ -200,14 +200,20 @@ def load_model_and_data(args: argparse.Namespace, data: DatasetSplits | None = N
     return model_loading.load_torchvision_model(args.torchvision, args.weights, data, args.trust_checkpoint), data
 
 
-def warn_missing_classes(labels, num_classes: int, name: str, count: int) -> None:
+def check_classes_present(labels, num_classes: int, inputs: str, dataset: str, remedy: str) -> None:
+    """Refuse inputs of fewer than 2 classes; warn when only some of the dataset's classes are present.
+
+    Args:
+        inputs: what was selected, e.g. "2000 test inputs".
+        remedy: what to change when there is one class, e.g. "a larger --limit or another split".
+    """
     present = int(labels.unique().numel())
     if present < 2:
-        raise SelectivityError(f"the {count} inputs of {name} hold {present} class; SI needs at least 2 classes: "
-                               "expected a larger --limit")
+        raise SelectivityError(f"the {inputs} of {dataset} hold {present} class; SI needs at least 2 classes: "
+                               f"expected {remedy}")
     if present < num_classes:  # SI then compares only the classes present: say so before any number
-        warnings.warn(f"the {count} inputs of {name} hold {present} of its {num_classes} classes; "
-                      "SI, mu_rest and the preferred class are over those present")
+        warnings.warn(f"the {inputs} hold {present} of the {num_classes} classes of {dataset}; SI, mu_rest and "
+                      "the preferred class are over those present")
 
 
 def tree_record(args: argparse.Namespace, listing: ImageList, split: StreamedImages, workers: int) -> dict:
@@ -232,15 +238,8 @@ def select_inputs(data: DatasetSplits, split_name: str, limit: int | None) -> La
     split = getattr(data, split_name)
     if limit is not None and limit < len(split):  # files are class-ordered: never the first `limit`
         split = stratified_subset(split, limit, seed=LIMIT_SEED).split
-    present = int(split.labels.unique().numel())
-    if present < 2:
-        raise SelectivityError(
-            f"the {len(split)} {split_name} inputs of {data.name} hold {present} class; SI needs at least 2 classes: "
-            "expected a larger --limit or another split"
-        )
-    if present < data.num_classes:  # SI then compares only the classes present: say so before any number
-        warnings.warn(f"the {len(split)} {split_name} inputs hold {present} of the {data.num_classes} classes "
-                      f"of {data.name}; SI, mu_rest and the preferred class are over those present")
+    check_classes_present(split.labels, data.num_classes, f"{len(split)} {split_name} inputs", data.name,
+                          "a larger --limit or another split")
     return split
 
 
@@ -387,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
     if listing is None:
         split = select_inputs(data, args.split, args.limit)
     else:
-        warn_missing_classes(split.labels, data.num_classes, data.name, len(split))
+        check_classes_present(split.labels, data.num_classes, f"{len(split)} inputs", data.name, "a larger --limit")
     workers = default_workers() if args.workers is None else args.workers
     shuffles = None if args.shuffles is None else ShuffleSettings(args.shuffles, args.bins, args.shuffle_seed)
     existed = out.exists()
