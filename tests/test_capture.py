@@ -96,8 +96,8 @@ def test_a_disabled_capture_records_nothing_and_keeps_its_hooks(monkeypatch):
     import selectivity.capture.units as units
 
     reductions = []  # every activation a hook stores is reduced to [B, U] first
-    reduce = units.reduce_with_layout
-    monkeypatch.setattr(units, "reduce_with_layout", lambda *args: reductions.append(1) or reduce(*args))
+    reduce = units.pooled_responses
+    monkeypatch.setattr(units, "pooled_responses", lambda *args: reductions.append(1) or reduce(*args))
     torch.manual_seed(0)
     model, images = tiny_net(), torch.randn(2, 3, 8, 8)
     before = hook_count(model)

@@ -9,6 +9,7 @@ from torch import nn
 
 import selectivity
 from selectivity.capture import UnitCapture, UnitLayout, reduce_with_layout
+from selectivity.capture.layouts import pooled_responses
 from selectivity.cli import main
 from selectivity.errors import SelectivityError
 from selectivity.metrics import SelectivityAccumulator
@@ -39,6 +40,28 @@ def test_token_reductions_equal_numpy_means_with_prefix_and_mask():
     channels_last = torch.randn(2, 3, 5, 4, dtype=torch.float64)
     np.testing.assert_allclose(reduce_with_layout(channels_last, UnitLayout("channels_last"), signed="positive"),
                                np.maximum(channels_last.numpy(), 0).mean((1, 2)))
+
+
+@pytest.mark.parametrize("signed", ["positive", "abs"])
+def test_sliced_pooling_of_signed_and_raw_responses_equals_numpy(signed, monkeypatch):
+    # Slices of 3 rows (of 7, so the last is short) with a padding mask that differs per row.
+    values = torch.randn(7, 5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr("selectivity.capture.layouts.SLICE_BYTES", 3 * values[0].numel() * 8)
+    mask = (torch.arange(5)[None, :] < torch.tensor([5, 2, 3, 1, 4, 5, 2])[:, None]).long()
+    units, raw = pooled_responses(values, UnitLayout("tokens", "patch_mean", 1), signed, mask, keep_raw=True)
+    array, weights = values.numpy()[:, 1:], mask.numpy()[:, 1:, None]
+    transformed = np.maximum(array, 0) if signed == "positive" else np.abs(array)
+    np.testing.assert_allclose(units, (transformed * weights).sum(1) / np.maximum(weights.sum(1), 1))
+    np.testing.assert_allclose(raw, (array * weights).sum(1) / np.maximum(weights.sum(1), 1))
+    conv = torch.randn(7, 3, 2, 2, dtype=torch.float64)
+    conv_units, conv_raw = pooled_responses(conv, UnitLayout("conv"), signed, keep_raw=True)
+    conv_transformed = np.maximum(conv.numpy(), 0) if signed == "positive" else np.abs(conv.numpy())
+    np.testing.assert_allclose(conv_units, conv_transformed.mean((2, 3)))
+    np.testing.assert_allclose(conv_raw, conv.numpy().mean((2, 3)))
+    only_units, same = pooled_responses(values, UnitLayout("tokens", "cls"), signed, keep_raw=False)
+    assert same is only_units
+    np.testing.assert_allclose(only_units, np.maximum(values.numpy()[:, 0], 0) if signed == "positive"
+                               else np.abs(values.numpy()[:, 0]))
 
 
 def test_min_shift_streamed_over_batches_equals_numpy_on_shifted_responses():

@@ -174,6 +174,32 @@ def reduce_with_layout(output: torch.Tensor, layout: UnitLayout, signed: str | N
     return reduce_to_units(values)
 
 
+# A no-grad layer's signed and raw responses are pooled in batch slices of about this size, so the
+# element-wise transform stays in cache instead of writing a full copy of the output: on a ViT's
+# MLP ([128, 65, 768] fp32) that copy cost as much as the GELU itself (docs/benchmarks.md).
+SLICE_BYTES = 1 << 20
+
+
+def pooled_responses(output: torch.Tensor, layout: UnitLayout, signed: str | None, mask: torch.Tensor | None = None,
+                     layer: str = "layer", keep_raw: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(responses under `signed`, raw responses) of one layer, each [B, C], as reduce_with_layout
+    gives them (raw is the first unless `keep_raw` and an element-wise choice, "positive" or
+    "abs"). A no-grad output under such a choice is pooled slice by slice along the batch."""
+    elementwise = signed in ("positive", "abs")
+
+    def pool(part, part_mask):
+        units = reduce_with_layout(part, layout, signed, part_mask, layer)
+        return units, (reduce_with_layout(part, layout, None, part_mask, layer) if keep_raw and elementwise else units)
+
+    if not elementwise or output.requires_grad or output.dim() < 3:
+        return pool(output, mask)
+    rows = max(1, SLICE_BYTES // max(1, output[0].numel() * output.element_size()))
+    pairs = [pool(output[start:start + rows], None if mask is None else mask[start:start + rows])
+             for start in range(0, output.shape[0], rows)]
+    units = torch.cat([part for part, _ in pairs])
+    return units, (torch.cat([part for _, part in pairs]) if keep_raw else units)
+
+
 def layout_from_shape(output: torch.Tensor, layer: str) -> UnitLayout:
     """[B, C, H, W] -> conv and [B, U] -> flat when nothing declares the layout; anything else is refused."""
     if output.dim() == 4:

@@ -20,7 +20,7 @@ from torch import nn
 
 from selectivity.capture.functional import FunctionalSites
 from selectivity.capture.layouts import (
-    UnitLayout, check_patterns_match, check_signed, layout_from_shape, match_pattern, parse_layout, reduce_with_layout)
+    UnitLayout, check_patterns_match, check_signed, layout_from_shape, match_pattern, parse_layout, pooled_responses)
 from selectivity.capture.model_layouts import model_layouts, token_layout_of
 from selectivity.errors import SelectivityError
 
@@ -298,10 +298,7 @@ class UnitCapture:
             output = output.detach() if self.detach else output
             layout = self._layout_for(name, stated, output)
             mask = self.token_mask if layout.kind == "tokens" else None
-            units = reduce_with_layout(output, layout, signed, mask, name)
-            raw = units
-            if self.keep_raw and signed in ("positive", "abs"):
-                raw = reduce_with_layout(output, layout, None, mask, name)
+            units, raw = pooled_responses(output, layout, signed, mask, name, self.keep_raw)
             self._pending.append((name, units, raw, layout))
 
         return record
