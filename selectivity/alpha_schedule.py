@@ -3,6 +3,8 @@ import math
 
 from selectivity.errors import SelectivityError
 
+FLOAT32_MAX = 3.4028234663852886e38  # alpha becomes a float32 tensor in the loss: beyond this it is inf
+
 
 def parse_alpha(alpha: float | str) -> list[tuple[float, int | None]]:
     """[(value, epochs or None for 'until the end')] for a number or a schedule string.
@@ -12,6 +14,8 @@ def parse_alpha(alpha: float | str) -> list[tuple[float, int | None]]:
     if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
         if not math.isfinite(alpha):
             raise SelectivityError(f"alpha = {alpha!r} is not finite; expected a finite number or schedule")
+        if abs(alpha) > FLOAT32_MAX:
+            raise SelectivityError(f"alpha = {alpha!r} is not a finite float32; expected a number within +-3.4e38")
         return [(float(alpha), None)]
     if not isinstance(alpha, str):
         raise SelectivityError(f"alpha = {alpha!r}; expected a number or a schedule string such as '0x5,-20'")
@@ -29,8 +33,8 @@ def parse_alpha(alpha: float | str) -> list[tuple[float, int | None]]:
                 f"alpha schedule {alpha!r} is malformed at {part!r}; expected a number or segments "
                 "VALUExEPOCHS separated by commas, the last may omit xEPOCHS (e.g. '0x5,-20')"
             )
-        if not math.isfinite(segment[0]):
-            raise SelectivityError(f"alpha schedule {alpha!r} has the value {part!r}; expected finite values")
+        if not math.isfinite(segment[0]) or abs(segment[0]) > FLOAT32_MAX:
+            raise SelectivityError(f"alpha schedule {alpha!r} has the value {part!r}; expected finite values within +-3.4e38 (float32)")
         segments.append(segment)
     return segments
 

@@ -4,6 +4,7 @@ A run's folder is named by a hash of its non-default settings (open_lth style), 
 a setting with a default leaves every existing hash unchanged. Settings that cannot change
 a result (where data lives, which device) are left out of the hash.
 """
+import copy
 import dataclasses
 import hashlib
 import json
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-from selectivity.alpha_schedule import parse_alpha
+from selectivity.alpha_schedule import FLOAT32_MAX, parse_alpha
 from selectivity.errors import SelectivityError
 
 if sys.version_info >= (3, 11):
@@ -38,8 +39,16 @@ def checked(default: Any, expected: str, valid: Callable[[Any], bool], hashed: b
     return field(default=default, metadata={"expected": expected, "valid": valid, **({} if hashed else NOT_HASHED)})
 
 
+MAX_EPOCHS = 10**6  # 5,000x the paper's 200: beyond it a number is a typo, and past int64 it overflows the schedules
+
+
 def _finite(value) -> bool:
     return math.isfinite(value)
+
+
+def _float32(value) -> bool:
+    """Finite and within float32: the optimizer's state is float32, so a larger lr or decay overflows in its step."""
+    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
 
 
 def _is_integer(value) -> bool:
@@ -98,12 +107,12 @@ class ModelSettings(_CheckedSettings):
 @dataclass(frozen=True)
 class TrainSettings(_CheckedSettings):
     SECTION: ClassVar[str] = "train"
-    epochs: int = checked(20, "an integer >= 1", lambda v: v >= 1)
+    epochs: int = checked(20, "an integer in [1, 1000000]", lambda v: 1 <= v <= MAX_EPOCHS)
     batch_size: int = checked(128, "an integer >= 1", lambda v: v >= 1)
-    lr: float = checked(0.1, "a finite number >= 0", lambda v: _finite(v) and v >= 0)
+    lr: float = checked(0.1, "a number in [0, 3.4e38] (float32)", lambda v: _float32(v) and v >= 0)
     momentum: float = checked(0.9, "a number in [0, 1)", lambda v: 0 <= v < 1)
     nesterov: bool = False
-    weight_decay: float = checked(1e-4, "a finite number >= 0", lambda v: _finite(v) and v >= 0)
+    weight_decay: float = checked(1e-4, "a number in [0, 3.4e38] (float32)", lambda v: _float32(v) and v >= 0)
     schedule: str = checked("step", f"one of {', '.join(map(repr, SCHEDULES))}", lambda v: v in SCHEDULES)
     # step: epochs at which lr *= gamma
     milestones: tuple[int, ...] = checked((), "a list of epochs >= 1", lambda v: all(m >= 1 for m in v))
@@ -246,11 +255,16 @@ def config_from_dict(values: dict) -> ExperimentConfig:
 def read_toml(path: Path, what: str) -> dict:
     """The tables of a TOML file; a missing or malformed file is a one-line error naming `what`."""
     try:
-        return tomllib.loads(Path(path).read_text())
+        values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SelectivityError(f"{what} {path} does not exist; expected a TOML {what}") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8 by definition; a binary or UTF-16 file is not one
+        raise SelectivityError(f"{what} {path} is not UTF-8 text (byte {error.start}); expected a TOML {what}") from None
     except tomllib.TOMLDecodeError as error:
         raise SelectivityError(f"{what} {path} is not valid TOML ({error})") from None
+    if not values:  # an empty (or comments-only) file is a truncated or wrong one, not "all defaults"
+        raise SelectivityError(f"{what} {path} sets nothing; expected a TOML {what} with at least one setting")
+    return values
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentConfig:
@@ -261,7 +275,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentCo
 
 def apply_overrides(values: dict, overrides: dict) -> dict:
     """Return a copy of nested `values` with dotted keys ("train.lr") replaced."""
-    values = json.loads(json.dumps(values))
+    values = copy.deepcopy(values)  # not a JSON round trip: TOML dates and times are not JSON
     for dotted, value in overrides.items():
         *sections, key = dotted.split(".")
         target = values

@@ -49,7 +49,7 @@ TRAIN_CASES = {
     "batch-size-negative": (["--batch-size", "-4"], "train.batch_size = -4"),
     "epochs-zero": (["--epochs", "0"], "train.epochs = 0 is invalid"),
     "epochs-negative": (["--epochs", "-2"], "train.epochs = -2"),
-    "lr-negative": (["--set", "train.lr=-0.1"], "train.lr = -0.1 is invalid; expected a finite number >= 0"),
+    "lr-negative": (["--set", "train.lr=-0.1"], "train.lr = -0.1 is invalid; expected a number in [0, 3.4e38] (float32)"),
     "lr-nan": (["--set", "train.lr=nan"], "train.lr = nan"),
     "momentum-above-one": (["--set", "train.momentum=1.5"], "train.momentum = 1.5 is invalid; expected a number in [0, 1)"),
     "momentum-one": (["--set", "train.momentum=1"], "train.momentum = 1.0 is invalid; expected a number in [0, 1)"),
@@ -90,6 +90,14 @@ TRAIN_CASES = {
                                    "regularizer.layers selects layer conv2, which has negative activations"),
     "layer-that-never-runs": (["--set", "evaluation.layers=['relu1', 'relu2#2']"],
                               "evaluation.layers names layer relu2#2, which recorded no activations"),
+    "lr-beyond-float32": (["--set", "train.lr=1e39"], "train.lr = 1e+39 is invalid; expected a number in [0, 3.4e38]"),
+    "weight-decay-beyond-float32": (["--set", "train.weight_decay=3.5e38"], "train.weight_decay = 3.5e+38 is invalid"),
+    "epochs-beyond-a-million": (["--epochs", str(10**6 + 1)], "train.epochs = 1000001 is invalid; expected an integer in "
+                                                              "[1, 1000000]"),
+    "epochs-beyond-int64": (["--set", f"train.epochs={10**20}"], f"train.epochs = {10**20} is invalid"),
+    "alpha-beyond-float32": (["--alpha", "1e39"], "regularizer.alpha = 1e+39 is not a finite float32"),
+    "alpha-beyond-float32-in-schedule": (["--alpha", "0x1,-4e38"], "has the value '-4e38'; expected finite values "
+                                                                   "within +-3.4e38"),
     "one-by-one-images": (lambda tmp: image_folder_args(tmp, 1), "cannot take the 1x1 images of imagefolder"),
     "one-class-dataset": (lambda tmp: image_folder_args(tmp, 8, classes=("ant",)),
                           "dataset imagefolder has 1 class in its train split; class selectivity needs at least 2"),
@@ -106,6 +114,23 @@ def test_bad_train_input_is_one_line_exit_2_before_training(tmp_path, capsys, mo
     assert code == 2
     assert expected in error_line(capsys, "train")
     assert not (tmp_path / "runs").exists()  # refused before the run folder is written
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "sets nothing; expected a TOML config file with at least one setting"),
+    (b"# only a comment\n\n", "sets nothing"),
+    ("[train]\nepochs = 1\n".encode("utf-16"), "is not UTF-8 text (byte 0); expected a TOML config file"),
+    (b"[train]\nepochs = 1 # \xff\xfe\n", "is not UTF-8 text (byte 21)"),
+    (b"[train]\nlr = 1979-05-27\n", "train.lr = datetime.date(1979, 5, 27) has type date; expected float"),
+], ids=["empty", "comments-only", "utf-16", "stray-byte", "a-toml-date"])
+def test_a_config_file_that_is_empty_not_utf8_or_holds_a_date_is_one_line(tmp_path, capsys, content, expected):
+    config = tmp_path / "config.toml"
+    config.write_bytes(content)
+    # --set too: the overrides are applied to the file's tables (a TOML date must not break that copy)
+    code = main(["train", str(config), "--no-progress", "--out", str(tmp_path / "runs"), "--set", "train.epochs=1"])
+    assert code == 2
+    assert expected in error_line(capsys, "train")
+    assert not (tmp_path / "runs").exists()
 
 
 def write_sweep(tmp_path, body: str):
@@ -128,6 +153,8 @@ SWEEP_CASES = {
     "alpha-inf-in-grid-schedule": ("alphas = [0, \"0x1,inf\"]\n", [], "alphas[1]: alpha schedule '0x1,inf'"),
     "seed-beyond-64-bits": (f"alphas = [0]\nseeds = [{2**64}]\n", [], "seed = 18446744073709551616 is invalid"),
     "epochs-zero": ("alphas = [0]\n", ["--set", "train.epochs=0"], "train.epochs = 0 is invalid"),
+    "seed-count-beyond-10000": ("alphas = [0]\nseeds = 100000000000\n", [],
+                                "seeds = 100000000000 is too many; expected a count of at most 10000 runs per alpha"),
     "unknown-model": ("alphas = [0, -1]\n", ["--set", "model.name='resnet7'"],
                       "model.name = 'resnet7' is not a registered model; expected one of resnet18"),
     "unknown-dataset": ("alphas = [0, -1]\n[overrides]\n\"data.dataset\" = \"mnist\"\n", [],

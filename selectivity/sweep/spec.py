@@ -65,7 +65,12 @@ def _normalize_alpha(alpha, where: str) -> float | str:
     return float(alpha) if not isinstance(alpha, str) else alpha.strip()
 
 
+MAX_SEEDS = 10_000  # 500x the paper's 20 replicates; a larger count is a typo (10**11 exhausted memory)
+
+
 def _seeds(value, where: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_SEEDS:
+        raise SelectivityError(f"{where} = {value} is too many; expected a count of at most {MAX_SEEDS} runs per alpha")
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return tuple(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
