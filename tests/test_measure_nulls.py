@@ -66,3 +66,33 @@ def test_measure_command_refuses_a_single_shuffle(tmp_path, capsys):
             "--out", str(tmp_path / "out")]
     assert main(argv) == 2
     assert "shuffles = 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--shuffles", "1001"], "shuffles = 1001; expected 0 (no null) or 2 to 1000"),
+    (["--shuffles", str(10**12)], f"shuffles = {10**12}; expected"),  # once reached 24 GB before any result
+    (["--shuffles", "2", "--bins", "2"], "bins = 2; expected 3"),
+    (["--shuffles", "2", "--bins", "1001"], "bins = 1001; expected 3 (a zero bin and two above it) to 1000"),
+    (["--shuffles", "2", "--shuffle-seed", "-1"], "shuffle seed = -1; expected an integer in [0, 2**63)"),
+    (["--shuffles", "2", "--shuffle-seed", str(2**63)], f"shuffle seed = {2**63}; expected"),
+], ids=["1001-shuffles", "10**12-shuffles", "2-bins", "1001-bins", "negative-seed", "seed-2**63"])
+def test_measure_refuses_shuffle_settings_out_of_range_in_one_line_before_the_pass(tmp_path, capsys, flags,
+                                                                                    expected):
+    argv = ["measure", "--no-progress", "--model", "small_cnn", "--dataset", "digits", *flags,
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_labelings_that_would_not_fit_in_memory_are_refused_before_the_pass(monkeypatch):
+    from selectivity.errors import SelectivityError
+    from selectivity.metrics import shuffles
+
+    labels = torch.arange(1000) % 10
+    monkeypatch.setattr(shuffles, "LABELINGS_BYTES", 11 * 1000 * 8)  # room for 10 shuffles of 1,000 labels, not 11
+    shuffles.ShuffledAccumulator(labels, 10, ShuffleSettings(10)).close()
+    with pytest.raises(SelectivityError, match=r"11 shuffles of 1000 inputs need 0\.0 GiB of labelings; expected at "
+                                               r"most 0 GiB: fewer shuffles, or a --limit sample"):
+        shuffles.ShuffledAccumulator(labels, 10, ShuffleSettings(11))

@@ -154,7 +154,7 @@ def test_bad_analysis_settings_are_one_line_errors(tmp_path, body, message):
 
 BAD_SETTING_VALUES = {  # analysis: (its settings table, what the one-line error names)
     "cca-any-key": ("cca", "images = 3", "cca has key(s) ['images']; expected none"),
-    "unit-nulls-one-shuffle": ("unit_nulls", "shuffles = 1", "shuffles = 1; expected 0 (no null) or at least 2"),
+    "unit-nulls-one-shuffle": ("unit_nulls", "shuffles = 1", "shuffles = 1; expected 0 (no null) or 2 to 1000"),
     "unit-nulls-text": ("unit_nulls", 'bins = "20"', "analysis_settings.unit_nulls = {'bins': '20'} is malformed"),
     "ablation-no-draws": ("ablation", "draws = 0", "ablation draws = 0; expected an integer >= 1"),
     "ablation-text-fraction": ("ablation", 'fractions = ["half"]', "ablation fractions ['half']; expected numbers"),

@@ -69,8 +69,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--shuffles", type=int, metavar="S",
                         help="also ROC-AUC, mutual information, lifetime sparseness and S label-shuffle nulls "
-                             "(0: the metrics without nulls; see docs/unit_toolkit.md)")
-    parser.add_argument("--bins", type=int, default=ShuffleSettings.bins, help="response bins per unit for AUC/MI")
+                             "(0: the metrics without nulls; at most 1000; see docs/unit_toolkit.md)")
+    parser.add_argument("--bins", type=int, default=ShuffleSettings.bins, help="response bins per unit for MI (3 to 1000)")
     parser.add_argument("--shuffle-seed", type=int, default=0, help="seed of the label shuffles")
     parser.set_defaults(run=run)
 

@@ -41,6 +41,14 @@ IN_MEMORY_BYTES = 256 * 2**20  # spill arrays up to this size stay in RAM
 CHUNK_WORK_BYTES = 2**30  # after the pass, a chunk's working set: about 8 float64/int64 arrays of [N, chunk]
 
 
+# Each shuffle is one labeling of every input kept in memory ([S+1, N] int64) and one more pass of
+# every metric over every chunk: 1,000 resolve permutation p-values to 0.001, and far more would
+# exhaust memory before the first result (10**12 shuffles reached 24 GB on CIFAR-sized data).
+MAX_SHUFFLES = 1000
+MAX_BINS = 1000  # mutual information over more bins than inputs per class is all noise
+LABELINGS_BYTES = 2 << 30  # the [S+1, N] labelings may take at most this much memory
+
+
 @dataclass(frozen=True)
 class ShuffleSettings:
     """How `measure` computes the single-unit metrics and their label-shuffle nulls.
@@ -56,10 +64,12 @@ class ShuffleSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.shuffles < 0 or self.shuffles == 1:
-            raise SelectivityError(f"shuffles = {self.shuffles}; expected 0 (no null) or at least 2")
-        if self.bins < 3:
-            raise SelectivityError(f"bins = {self.bins}; expected at least 3 (a zero bin and two above it)")
+        if self.shuffles < 0 or self.shuffles == 1 or self.shuffles > MAX_SHUFFLES:
+            raise SelectivityError(f"shuffles = {self.shuffles}; expected 0 (no null) or 2 to {MAX_SHUFFLES}")
+        if not 3 <= self.bins <= MAX_BINS:
+            raise SelectivityError(f"bins = {self.bins}; expected 3 (a zero bin and two above it) to {MAX_BINS}")
+        if not 0 <= self.seed < 2**63:
+            raise SelectivityError(f"shuffle seed = {self.seed}; expected an integer in [0, 2**63)")
 
 
 def label_shuffles(labels: torch.Tensor, num_classes: int, shuffles: int, seed: int) -> torch.Tensor:
@@ -176,6 +186,11 @@ class ShuffledAccumulator:
     def __init__(self, labels: torch.Tensor, num_classes: int, settings: ShuffleSettings,
                  spill_dir: str | Path | None = None, chunk_units: int = 256, in_memory_bytes: int = IN_MEMORY_BYTES):
         label_shuffles(labels, num_classes, 0, 0)  # checks the labels
+        labelings = (settings.shuffles + 1) * len(labels) * 8
+        if labelings > LABELINGS_BYTES:
+            raise SelectivityError(
+                f"{settings.shuffles} shuffles of {len(labels)} inputs need {labelings / 2**30:.1f} GiB of labelings; "
+                f"expected at most {LABELINGS_BYTES / 2**30:.0f} GiB: fewer shuffles, or a --limit sample")
         self.labels, self.num_classes, self.settings = labels.cpu(), num_classes, settings
         self.spill_dir, self.chunk_units, self.in_memory_bytes = spill_dir, chunk_units, in_memory_bytes
         self.layer_names: tuple[str, ...] | None = None
