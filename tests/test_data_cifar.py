@@ -134,3 +134,40 @@ def test_download_fetches_the_official_archive_when_files_are_missing(tmp_path, 
     assert len(splits.train) == 30
     load_dataset("cifar10", root=tmp_path / "fresh", download=True)
     assert len(calls) == 1  # files present: no second download
+
+
+class RunsCode:
+    """Unpickles by calling a function of the pickle's choosing (here: one that leaves a file behind)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_batch_that_would_run_code_is_refused_and_nothing_runs(tmp_path, protocol):
+    write_fake_cifar10(tmp_path)
+    marker = tmp_path / "code-ran"
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_4", "wb") as file:
+        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1], "x": RunsCode(marker)}, file,
+                    protocol=protocol)
+    with pytest.raises(SelectivityError, match=r"data_batch_4 is corrupt \(UnpicklingError: it names io.open, which "
+                                               r"no CIFAR file holds\)") as error:
+        load_dataset("cifar10", root=tmp_path)
+    assert not marker.exists() and "\n" not in str(error.value)
+
+
+def test_batches_pickled_by_python3_with_numpy_labels_still_load(tmp_path):
+    # what numpy-era scripts write: str keys, protocol 4, labels as an int64 array and numpy scalars
+    written = write_fake_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    for name, (images, labels) in written.items():
+        with open(folder / name, "wb") as file:
+            pickle.dump({"data": images.reshape(len(labels), 3072), "labels": np.asarray(labels, np.int64),
+                         "batch_label": name, "first": np.int64(labels[0])}, file, protocol=4)
+    splits = load_dataset("cifar10", root=tmp_path)
+    images, labels = written["test_batch"]
+    np.testing.assert_array_equal(splits.test.images.numpy(), images)
+    np.testing.assert_array_equal(splits.test.labels.numpy(), labels)

@@ -3,7 +3,9 @@
 torchvision's dataset classes are not used for reading: they verify md5s, which a
 re-encoded but layout-identical copy (like $DATA_TOOLS's) fails. Downloads do go
 through torchvision's download helper with the official URL and md5.
-Pickle can run code from a malicious file: load only CIFAR files you trust.
+Pickle can run code from a malicious file, so the files are read by an unpickler that builds
+only what a CIFAR batch holds (dicts, lists, strings, numbers and numpy arrays) and refuses any
+other class a file names.
 """
 import pickle
 from dataclasses import dataclass
@@ -61,11 +63,30 @@ def find_sources(layout: CifarLayout, root: Path) -> list[Path]:
     return sources
 
 
+# The only globals a CIFAR pickle names: numpy's array and scalar reconstruction (numpy 1 and 2
+# module paths) and the bytes helper of protocol-2 pickles written by Python 3.
+ALLOWED_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """pickle.Unpickler that resolves ALLOWED_GLOBALS only: a file naming anything else (os.system,
+    say) is refused instead of run."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which no CIFAR file holds")
+        return super().find_class(module, name)
+
+
 def read_pickle(layout: CifarLayout, path: Path, keys: tuple[str, ...]) -> dict:
     """Unpickle one CIFAR file (str keys via latin1, as the originals need) and check its keys."""
     try:
         with open(path, "rb") as file:
-            content = pickle.load(file, encoding="latin1")
+            content = CifarUnpickler(file, encoding="latin1").load()
     except Exception as error:  # truncated or foreign bytes raise many different types
         raise SelectivityError(
             f"{layout.name}: {path} is corrupt ({type(error).__name__}: {error}); {layout.expected()}") from None
