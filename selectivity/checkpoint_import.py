@@ -76,7 +76,9 @@ def _looks_like_torch_save(path: Path) -> bool:
 
 
 def is_tensor_dict(value: object) -> bool:
-    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+    """{str: tensor}, non-empty: what a state dict is (a dict keyed by numbers is some other object)."""
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
 
 
 def unwrap_state_dict(loaded: object, source: str) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -95,7 +97,8 @@ def unwrap_state_dict(loaded: object, source: str) -> tuple[dict[str, torch.Tens
         entry = next((key for key in CONTAINER_KEYS if is_tensor_dict(loaded.get(key))), None)
         if entry is None:
             raise SelectivityError(
-                f"weights file {source} holds no state dict (top-level keys: {', '.join(map(str, list(loaded)[:8]))}); "
+                f"weights file {source} holds no state dict "
+                f"({'top-level keys: ' + ', '.join(map(str, list(loaded)[:8])) if loaded else 'an empty dict'}); "
                 f"expected {{name: tensor}} or a dict with one under {', '.join(CONTAINER_KEYS)}")
         others = [str(key) for key in loaded if key != entry]
         notes.append(f"took the state dict from entry '{entry}'" + (f" (ignored: {', '.join(others)})" if others else ""))

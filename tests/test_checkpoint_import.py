@@ -162,6 +162,17 @@ def test_no_state_dict_inside_is_named(tmp_path, capsys):
     assert "holds no state dict (top-level keys: epoch, best)" in line
 
 
+@pytest.mark.parametrize("content, message", [
+    ({1: torch.zeros(2), 2: torch.zeros(3)}, "holds no state dict (top-level keys: 1, 2)"),
+    ({"conv.weight": torch.zeros(2), 3: torch.zeros(3)}, "holds no state dict (top-level keys: conv.weight, 3)"),
+    ([torch.zeros(2)], "is not a state dict (list)"),
+    (torch.zeros(3), "is not a state dict (Tensor)"),
+    ({}, "holds no state dict (an empty dict)"),
+], ids=["number-keys", "one-number-key", "list", "tensor", "empty-dict"])
+def test_a_file_of_tensors_that_is_not_a_state_dict_is_named(tmp_path, capsys, content, message):
+    assert message in error_of(tmp_path, capsys, content)
+
+
 @pytest.mark.parametrize("text, message", [
     ("imagenet", "is for 3-channel images but digits has 1"),
     ("0.1,0.2,0.3", "gives 3 numbers but digits has 1 channels"),

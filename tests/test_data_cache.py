@@ -84,6 +84,35 @@ def test_truncated_cache_file_is_rebuilt_not_used(tree, decode_calls, damage):
     load_dataset("imagefolder", root=tree)  # the rebuilt cache is whole and used
 
 
+@pytest.mark.parametrize("field, value", [
+    ("std", [0.0]), ("std", [float("nan")]), ("mean", [float("inf")]),
+    ("train_labels", torch.tensor([0, 7])),  # beyond the 2 classes
+    ("test_images", torch.zeros(2, 1, 3, 3)),  # float, not uint8
+], ids=["std-zero", "std-nan", "mean-inf", "label-out-of-range", "float-images"])
+def test_a_cache_with_a_valid_fingerprint_but_impossible_contents_is_rebuilt(tree, decode_calls, field, value):
+    first = load_dataset("imagefolder", root=tree)
+    cached = cache_file("imagefolder", tree.absolute())
+    payload = torch.load(cached, weights_only=True)
+    payload[field] = value
+    torch.save(payload, cached)
+    again = load_dataset("imagefolder", root=tree)
+    assert len(decode_calls) == 4  # decoded again, not trusted
+    assert (again.mean, again.std) == (first.mean, first.std) and again.std[0] > 0
+    assert torch.equal(again.train.labels, first.train.labels) and torch.equal(again.test.images, first.test.images)
+
+
+def test_a_dataset_whose_channel_never_varies_cannot_be_normalised(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELECTIVITY_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "flat"
+    for split in ("train", "test"):
+        for class_name in ("a", "b"):
+            (root / split / class_name).mkdir(parents=True)
+            Image.new("L", (3, 3), 50).save(root / split / class_name / "0.png")  # every pixel 50
+    with pytest.raises(SelectivityError, match=r"imagefolder: normalisation mean \(0\.196.*\) / std \(0\.0,\); "
+                                               r"expected finite means and stds > 0"):
+        load_dataset("imagefolder", root=root)
+
+
 def test_fingerprint_depends_on_loader_version_and_root(tree):
     sources = sorted(tree.rglob("*.png"))
     base = source_fingerprint("imagefolder", 1, tree, sources)

@@ -70,6 +70,14 @@ def test_ground_truth_file_by_name_or_stem_with_a_header_and_commas(tmp_path):
     assert listing.labels.tolist() == [3, 0, 3] and len(listing.class_names) == 4
 
 
+def test_a_ground_truth_file_with_a_byte_order_mark_and_windows_line_ends_reads_as_plain(tmp_path):
+    root = flat_tree(tmp_path / "val", [("a.png", "x"), ("b.png", "y"), ("c.png", "x")])
+    truth = tmp_path / "truth.csv"  # as a spreadsheet saves it: BOM first, CRLF line ends
+    truth.write_bytes("\ufeffimage,label\r\na.png,n02\r\nb.png,n01\r\nc.png,n02\r\n".encode("utf-8"))
+    listing = list_image_tree(root, truth)
+    assert listing.class_names == ("n01", "n02") and listing.labels.tolist() == [1, 0, 1]
+
+
 @pytest.mark.parametrize("text, message", [
     ("ILSVRC_1.JPEG n01\nILSVRC_2.JPEG n02\n", r"does not match .*: 1 image\(s\) without a line, 0 line"),
     ("ILSVRC_1.JPEG n01\nILSVRC_2.JPEG n02\nILSVRC_3.JPEG n01\nILSVRC_9.JPEG n01\n",

@@ -1,4 +1,5 @@
 """The two containers every dataset loader returns, and the normalisation statistics."""
+import math
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +63,11 @@ class DatasetSplits:
             raise SelectivityError(
                 f"{self.name}: mean/std have {len(self.mean)}/{len(self.std)} entries; "
                 f"expected one per channel ({channels})")
+        # a constant channel (std 0) or a damaged cache would turn every normalised input into inf/NaN
+        if not all(math.isfinite(m) for m in self.mean) or not all(math.isfinite(v) and v > 0 for v in self.std):
+            raise SelectivityError(
+                f"{self.name}: normalisation mean {tuple(self.mean)} / std {tuple(self.std)}; expected finite "
+                "means and stds > 0 (a channel that never varies cannot be normalised)")
 
     @property
     def num_classes(self) -> int:

@@ -73,7 +73,8 @@ def read_ground_truth(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise SelectivityError(f"ground-truth file {path} is missing; expected a file of '<image> <class>' lines")
     entries: dict[str, str] = {}
-    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    # utf-8-sig: a byte-order mark (as spreadsheet exports write) is not part of the first image name
+    lines = [line.strip() for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines()]
     for number, line in enumerate(lines, 1):
         if not line:
             continue

@@ -27,7 +27,7 @@ def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise MissingSourceError(f"{NAME}: {path} is missing; {EXPECTED}")
     try:
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as error:
         raise SelectivityError(f"{NAME}: {path} is unreadable ({error}); {EXPECTED}") from None
 
