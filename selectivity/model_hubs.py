@@ -67,7 +67,8 @@ def load_timm_model(name: str, num_classes: int, weights: str | Path | None = No
 
     Args:
         name: a timm model name (timm.list_models()).
-        num_classes: logits when untrained; with weights, read from the file's classifier.
+        num_classes: logits when untrained (an options["num_classes"] wins); with weights, read from the
+            file's classifier.
         weights: a state_dict file for this architecture, or None for random weights.
         options: extra create_model keyword arguments (img_size=32, ...).
         trust: allow weights_only=False for a file holding other objects.
@@ -85,6 +86,10 @@ def load_timm_model(name: str, num_classes: int, weights: str | Path | None = No
         raise SelectivityError(f"unknown timm model {name!r}; expected a name of timm.list_models()"
                                + (f", e.g. {', '.join(close)}" if close else ""))
     options = dict(options or {})
+    # --model-option num_classes=N states the head of an untrained model (a 1000-class one on a small tree, say)
+    num_classes = options.pop("num_classes", num_classes)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise SelectivityError(f"--model-option num_classes={num_classes!r}; expected an integer >= 1")
     state_dict, notes = None, []
     if weights is not None:
         loaded, notes = read_checkpoint(weights, trust)

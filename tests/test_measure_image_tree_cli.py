@@ -233,3 +233,24 @@ def test_an_interrupted_measurement_keeps_the_last_one_removes_its_spill_and_a_r
     assert main(argv) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "units.csv"), first)
     assert json.loads((out / "summary.json").read_text())["num_inputs"] == NUM_CLASSES * PER_CLASS
+
+
+@pytest.mark.parametrize("head, code, message", [
+    (3, 2, "gives logits of shape [1, 3] but imagetree-sorted has 4 classes; expected [B, K] with K >= 4"),
+    (0, 2, "--model-option num_classes=0; expected an integer >= 1"),
+    ("abc", 2, "--model-option num_classes='abc'; expected an integer >= 1"),
+    (6, 0, "has 6 outputs but imagetree-sorted has 4 classes; accuracy and loss are over its first 4 outputs"),
+])
+def test_a_head_with_another_class_count_than_the_tree_is_refused_or_named(trees, tmp_path, head, code, message):
+    command = [sys.executable, "-m", "selectivity", "measure", "--timm", "test_resnet", "--model-option",
+               f"num_classes={head}", "--image-tree", str(trees / "sorted"), "--crop", "32", "--resize", "32",
+               "--no-progress", "--workers", "0", "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == code and message in result.stderr, result.stderr[-1500:]
+    lines = [line for line in result.stderr.splitlines() if ": error: " in line or ": warning: " in line]
+    assert len(lines) == 1, lines
+    if code == 0:  # accuracy over the 4 classes the tree has: below 1, and the logits file has 4 columns
+        summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert 0 <= summary["accuracy"] <= 1 and summary["num_classes"] == 4
+    else:
+        assert not (tmp_path / "out").exists()
