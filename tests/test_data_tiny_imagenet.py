@@ -57,6 +57,16 @@ def test_class_order_labels_and_shapes(tmp_path):
     assert splits.test.labels.tolist() == [2, 0, 1, 2]
 
 
+def test_lists_saved_with_a_byte_order_mark_and_windows_line_ends_read_as_plain(tmp_path):
+    folder = write_fake_tiny_imagenet(tmp_path)
+    for name in ("wnids.txt", "words.txt", "val/val_annotations.txt"):
+        text = (folder / name).read_text()
+        (folder / name).write_bytes(("\ufeff" + text.replace("\n", "\r\n")).encode("utf-8"))
+    splits = load_dataset("tiny-imagenet", root=tmp_path)
+    assert splits.class_names == ("school bus", "goldfish, Carassius auratus", "tabby, tabby cat")
+    assert splits.train.labels.tolist() == [0, 0, 1, 1, 2, 2] and splits.test.labels.tolist() == [2, 0, 1, 2]
+
+
 def test_grayscale_jpeg_becomes_three_equal_channels(tmp_path):
     write_fake_tiny_imagenet(tmp_path)
     gray = load_dataset("tiny-imagenet", root=tmp_path).test.images[3]  # [3, 64, 64]
