@@ -200,8 +200,11 @@ class RunDirectory:
         """
         try:
             done = json.loads(self.done_path.read_text())
+            records = self.read_metrics(strict=True)
             return bool(
-                len(self.read_metrics(strict=True)) == done["metric_records"]
+                len(records) == done["metric_records"]
+                # the final record is the one results are built from: it must be the summary done.json kept
+                and ("summary" not in done or (records and records[-1] == done["summary"]))
                 and len(self.read_units()) == done["units"]
                 and json.loads(self.config_path.read_text())["hash"]
                 and not self.checkpoint_problem()

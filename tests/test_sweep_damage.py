@@ -51,6 +51,24 @@ def test_a_corrupt_run_is_redone_with_its_damaged_files_kept(tmp_path):
     assert file_bytes(RunDirectory(damaged), before) == before
 
 
+def test_a_done_run_whose_final_record_was_rewritten_is_redone_not_read_as_results(tmp_path):
+    # valid JSON, so only a comparison with done.json's summary can see it (epoch 10**30 once overflowed the table)
+    spec = write_spec(tmp_path, alphas="[0]", seeds=1)
+    _, folder, runs = sweep(tmp_path, spec)
+    clean = pd.read_parquet(folder.results_parquet)
+    run = runs[0].directory
+    lines = run.metrics_path.read_text().splitlines()
+    record = json.loads(lines[-1])
+    record.update(epoch=10**30, test_accuracy=1e308)
+    run.metrics_path.write_text("\n".join(lines[:-1] + [json.dumps(record, sort_keys=True)]) + "\n")
+    assert not run.is_done()
+    result, _, _ = sweep(tmp_path, spec)
+    assert result.exit_code == 0 and run.is_done() and len(attempts(runs[0])) == 2
+    [damaged] = run.path.glob("damaged-*")
+    assert json.loads(RunDirectory(damaged).metrics_path.read_text().splitlines()[-1])["epoch"] == 10**30
+    pd.testing.assert_frame_equal(pd.read_parquet(folder.results_parquet), clean)  # the redo gives the same table
+
+
 def test_is_done_answers_not_done_only_for_absent_or_damaged_files(tmp_path, monkeypatch):
     spec = write_spec(tmp_path, alphas="[0]", seeds=1)
     _, _, runs = sweep(tmp_path, spec)
