@@ -1,6 +1,7 @@
 """Every bad input to `selectivity train`, `sweep` and `report` is one line on stderr and exit code 2,
 before anything is trained (no checkpoint, no metrics)."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -239,6 +240,33 @@ def test_a_results_table_with_fractions_out_of_range_is_one_line_exit_2(tmp_path
         assert main(command) == 2
         line = error_line(capsys, command[0])
         assert shown in line and "outside [0, 1]: expected fractions, not percentages" in line, line
+    assert not (tmp_path / "report").exists()
+
+
+def _damaged_table(kind: str):
+    from tests.report_fixture import sweep_table
+
+    table = sweep_table()
+    if kind == "accuracy-nan":
+        table.loc[table.index[table["metric"] == "test_accuracy"][1], "value"] = float("nan")
+    elif kind == "alpha-nan":
+        table.loc[table.index[3], "alpha"] = float("nan")
+    elif kind == "a-run-twice":
+        table = pd.concat([table, table[table["run_id"] == table["run_id"].iloc[0]]], ignore_index=True)
+    return table
+
+
+@pytest.mark.parametrize("kind, shown", [
+    ("accuracy-nan", "test_accuracy = nan (run "),  # would drop that seed from its condition's mean silently
+    ("alpha-nan", "alpha = nan (run "),
+    ("a-run-twice", " repeated rows (e.g. run "),  # a seed counted twice narrows every interval
+])
+def test_a_results_table_with_a_missing_value_or_a_repeated_run_is_one_line_exit_2(tmp_path, capsys, kind, shown):
+    path = tmp_path / "results.csv"
+    _damaged_table(kind).to_csv(path, index=False)
+    for command in (["report", str(path), "--out", str(tmp_path / "report")], ["compare", str(path), str(path)]):
+        assert main(command) == 2
+        assert shown in error_line(capsys, command[0])
     assert not (tmp_path / "report").exists()
 
 

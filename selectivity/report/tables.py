@@ -82,19 +82,40 @@ def prepare_table(table: pd.DataFrame) -> pd.DataFrame:
         raise SelectivityError(f"results table has a value of the wrong type ({detail}): expected numbers "
                                "in alpha, seed, epoch, layer_index, unit and value") from None
     _check_fractions(table)
+    _check_keys(table)
     final_epoch = table.groupby("run_id")["epoch"].transform("max")
     history = table["metric"].str.startswith(HISTORY_PREFIX)
     return table[(table["epoch"] == final_epoch) | history].reset_index(drop=True)
 
 
+def _check_keys(table: pd.DataFrame) -> None:
+    """Every row has a finite alpha, and no (run, epoch, layer, unit, metric) twice: two copies of a
+    run (tables concatenated twice, say) would count its seed twice and narrow every interval."""
+    if table["alpha"].isna().any() or np.isinf(table["alpha"]).any():
+        row = table[~np.isfinite(table["alpha"])].iloc[0]
+        raise SelectivityError(f"results table has alpha = {row['alpha']} (run {row['run_id']}): expected a finite "
+                               "alpha on every row")
+    repeated = table.duplicated(["run_id", "epoch", "layer", "unit", "metric"])
+    if repeated.any():
+        row = table[repeated].iloc[0]
+        raise SelectivityError(f"results table has {int(repeated.sum())} repeated rows (e.g. run {row['run_id']}, "
+                               f"epoch {row['epoch']}, layer {row['layer']}, unit {row['unit']}, {row['metric']}): "
+                               "expected each run's values once")
+
+
 def _check_fractions(table: pd.DataFrame) -> None:
-    """Accuracy, SI and dead share are fractions; a table in percent would make every difference 100x."""
+    """Accuracy, SI and dead share are fractions; a table in percent would make every difference 100x.
+    A missing one (NaN) is refused too: it would silently drop a seed from every mean."""
     values = table["value"]
-    outside = table[table["metric"].isin(FRACTION_METRICS) & ((values < 0) | (values > 1))]
+    outside = table[table["metric"].isin(FRACTION_METRICS) & ((values < 0) | (values > 1) | values.isna())]
     if len(outside):
         row = outside.iloc[0]
-        raise SelectivityError(f"results table has {row['metric']} = {row['value']:g} (run {row['run_id']}, layer "
-                               f"{row['layer']}), outside [0, 1]: expected fractions, not percentages")
+        where = f"(run {row['run_id']}, layer {row['layer']})"
+        if np.isnan(row["value"]):
+            raise SelectivityError(f"results table has {row['metric']} = nan {where}: expected a fraction in [0, 1] "
+                                   "on every row")
+        raise SelectivityError(f"results table has {row['metric']} = {row['value']:g} {where}, outside [0, 1]: "
+                               "expected fractions, not percentages")
 
 
 def confidence_interval(values) -> tuple[float, float, int]:
