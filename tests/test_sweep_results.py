@@ -153,6 +153,7 @@ def test_a_record_without_layer_index_is_refused_not_guessed(tmp_path):
     for values in records[-1]["layers"].values():
         del values["layer_index"]
     run.directory.write_metrics(records)
+    run.directory.mark_done(records[-1])  # a run finished whole by a version that recorded no layer_index
     with pytest.raises(SelectivityError, match="no recorded layer_index"):
         build_results([run], folder)
 
