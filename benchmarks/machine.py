@@ -5,23 +5,10 @@ a step grows as convolutions get faster (an AMX Xeon's bf16 units vs an EPYC's A
 vs plain AVX2 in fp32), so each JSON names the CPU model and its bf16 support.
 """
 import os
-import platform
 
 import torch
 
-from selectivity.setup import cpu_bf16_support
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform's guess where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from selectivity.setup import cpu_bf16_support, cpu_model
 
 
 def describe_machine(device: torch.device | str) -> dict:

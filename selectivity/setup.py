@@ -4,6 +4,8 @@ Shared by the trainer, `selectivity measure` (through model_loading) and the swe
 analyses, so each job has one path and none of them imports the trainer. Every check here
 runs before any training and ends in a one-line SelectivityError.
 """
+import platform
+
 import torch
 from torch import nn
 
@@ -59,18 +61,22 @@ def cpu_bf16_support() -> str:
     return "avx512_bf16" if "avx512_bf16" in flags else "none"
 
 
-def cpu_description() -> str:
-    """'AMD EPYC 7B13 (AVX2)' / 'Intel Xeon ... (AVX512, AMX)': this CPU's model name, the instruction set
-    torch dispatches to and its bf16 support; a run's numbers depend on them (precision "auto", kernels)."""
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform's guess where there is none)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
     except OSError:
         name = ""
-    import platform
-    extras = [torch.backends.cpu.get_cpu_capability()] + (
-        [] if cpu_bf16_support() == "none" else [cpu_bf16_support().upper().replace("_", "-")])
-    return f"{name or platform.processor() or 'unknown CPU'} ({', '.join(extras)})"
+    return name or platform.processor() or platform.machine()
+
+
+def cpu_description() -> str:
+    """'AMD EPYC 7B13 (AVX2)' / 'Intel Xeon ... (AVX512, AMX)': this CPU's model name, the instruction set
+    torch dispatches to and its bf16 support; a run's numbers depend on them (precision "auto", kernels)."""
+    bf16 = cpu_bf16_support()
+    extras = [torch.backends.cpu.get_cpu_capability()] + ([] if bf16 == "none" else [bf16.upper().replace("_", "-")])
+    return f"{cpu_model() or 'unknown CPU'} ({', '.join(extras)})"
 
 
 def machine_description(device_name: str) -> dict[str, str]:
