@@ -219,14 +219,15 @@ def check_classes_present(labels, num_classes: int, inputs: str, dataset: str, r
 def tree_record(args: argparse.Namespace, listing: ImageList, split: StreamedImages, workers: int) -> dict:
     """What summary.json says of an image tree: where, how decoded, which images (the unreadable named)."""
     pre = split.preprocessing
+    classes, counts = split.measured_labels().unique(return_counts=True)
     return {
         "split": "image tree",
         "image_tree": {"root": str(listing.root), "ground_truth": args.val_labels, "images_listed": len(listing),
                        "unreadable": list(split.unreadable), "workers": workers},
         "num_inputs": len(split) - len(split.unreadable),
         "subset": f"class-stratified by path hash, seed {LIMIT_SEED}" if len(split) < len(listing) else "whole tree",
-        "inputs_per_class": {str(int(k)): int(n) for k, n in zip(*split.measured_labels().unique(return_counts=True))},
-        "classes_present": int(split.measured_labels().unique().numel()),
+        "inputs_per_class": {str(int(k)): int(n) for k, n in zip(classes, counts)},
+        "classes_present": len(classes),
         "preprocessing": {"resize": pre.resize, "crop": pre.crop, "interpolation": pre.interpolation,
                           "squash": pre.squash},
         "class_names": list(listing.class_names),

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from selectivity.data.image_files import is_image_file
-from selectivity.data.subsets import name_keys, stratified_positions
+from selectivity.data.subsets import check_subset_request, name_keys, stratified_positions
 from selectivity.errors import SelectivityError
 
 LAYOUTS = "expected DIR/<class>/<image> folders, or a flat folder of images with --val-labels FILE"
@@ -41,8 +41,7 @@ class ImageList:
     def stratified(self, count: int, seed: int = 0) -> "ImageList":
         """`count` images, each class in its share, chosen by a seeded hash of their paths in the tree
         (never the first `count`: trees are read class by class); the whole listing when count >= N."""
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise SelectivityError(f"subset size {count!r}; expected an integer >= 1")
+        check_subset_request(count, seed)
         if count >= len(self):
             return self
         positions, _ = stratified_positions(self.labels, name_keys(self.relative_names(), seed), count)

@@ -65,12 +65,12 @@ def torchvision_preprocessing(name: str, weights_file: str | None = None) -> tup
     import torchvision
 
     try:
-        entries = list(torchvision.models.get_model_weights(name))
+        published = torchvision.models.get_model_weights(name)
     except (ValueError, KeyError, AttributeError):
         return None, f"torchvision states no weights for {name}"
-    by_file = {Path(entry.url).name: entry for entry in entries}
+    by_file = {Path(entry.url).name: entry for entry in published}
     wanted = Path(weights_file).name if weights_file else None
-    entry = by_file.get(wanted) or torchvision.models.get_model_weights(name).DEFAULT
+    entry = by_file.get(wanted) or published.DEFAULT
     transform = entry.transforms()
     source = f"torchvision {entry}" + ("" if wanted in by_file else f" (DEFAULT; {wanted} is not a published file)"
                                        if wanted else " (DEFAULT)")

@@ -55,6 +55,14 @@ def image_keys(images: torch.Tensor, seed: int) -> list[bytes]:
     return [hashlib.blake2b(row.tobytes(), digest_size=8, salt=salt[:8]).digest() for row in flat]
 
 
+def check_subset_request(count, seed) -> None:
+    """A subset size >= 1 and a seed in [0, 2**64) (the 8-byte salt of the keys), else one line."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise SelectivityError(f"subset size {count!r}; expected an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise SelectivityError(f"subset seed {seed!r}; expected an integer in [0, 2**64)")
+
+
 def stratified_subset(split: LabelledImages, count: int, seed: int = 0) -> Subset:
     """`count` images of `split`, each class in its share of the split, chosen by seed.
 
@@ -65,10 +73,7 @@ def stratified_subset(split: LabelledImages, count: int, seed: int = 0) -> Subse
     Returns:
         The Subset, its images in the split's order.
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise SelectivityError(f"subset size {count!r}; expected an integer >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise SelectivityError(f"subset seed {seed!r}; expected an integer in [0, 2**64)")
+    check_subset_request(count, seed)
     if count >= len(split.labels):
         classes, sizes = torch.unique(split.labels, return_counts=True)
         per_class = {int(label): int(size) for label, size in zip(classes, sizes)}
